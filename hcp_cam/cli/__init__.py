@@ -1,0 +1,52 @@
+"""The ``hcp-cam`` command line: one sub-command per module in this package.
+
+Each sub-command module defines ``register(subparsers)``, which adds its parser and sets
+``func`` (called with the parsed ``argparse.Namespace``; returns an exit code or ``None``).
+Errors raised on purpose (:class:`hcp_cam.errors.HcpCamError`) become one line on stderr and
+exit code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from hcp_cam import __version__
+from hcp_cam.errors import HcpCamError
+
+# sub-command modules, in the order `hcp-cam --help` lists them
+_COMMANDS = ("synth", "datalist", "fa", "compare", "cam")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hcp-cam", description="Class Activation Maps of age from HCP diffusion MRI."
+    )
+    parser.add_argument("--version", action="version", version=f"hcp-cam {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _COMMANDS:
+        module = importlib.import_module(f"hcp_cam.cli.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        rc = args.func(args)
+    except HcpCamError as e:
+        print(f"hcp-cam {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

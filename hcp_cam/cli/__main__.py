@@ -1,0 +1,5 @@
+import sys
+
+from hcp_cam.cli import main
+
+sys.exit(main())

@@ -1,0 +1,133 @@
+"""File helpers shared by every writer: atomic writes and NIfTI geometry kept from a reference.
+
+Every output is written to a temporary name in the destination folder and renamed when complete,
+so a crash or a bad input never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import tempfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from hcp_cam.errors import InputError
+
+__all__ = [
+    "atomic_path",
+    "write_json_atomic",
+    "load_nifti",
+    "save_nifti_like",
+]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
+
+    The temporary name keeps the suffixes of ``path`` (``.nii.gz``, ``.png``) so that writers that
+    choose a format by extension still work. On any exception the temporary file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes) if path.suffixes else ""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_json_atomic(obj: Any, path: str | os.PathLike, indent: int = 4) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically and return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent, default=_json_default) + "\n")
+    return Path(path)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def load_nifti(path: str | os.PathLike, ndim: int | tuple[int, ...] | None = None) -> nib.Nifti1Image:
+    """Load a NIfTI image and read its data once, turning every failure into an :class:`InputError`.
+
+    Args:
+        path: a ``.nii`` or ``.nii.gz`` file.
+        ndim: the allowed number of dimensions (3, 4 or a tuple of them); ``None`` accepts any.
+
+    Raises:
+        InputError: the file is missing, is not NIfTI, is truncated or corrupt, has the wrong
+            number of dimensions, or holds NaN/Inf.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", path)
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError, ValueError) as e:
+        raise InputError(f"cannot read as NIfTI (corrupt or truncated?): {e}", path) from e
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if data.ndim not in allowed:
+            want = " or ".join(f"{d}D" for d in allowed)
+            raise InputError(f"expected a {want} image, got a {data.ndim}D image of shape {data.shape}", path)
+    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
+        n_bad = int((~np.isfinite(data)).sum())
+        raise InputError(f"holds {n_bad} NaN or Inf values", path)
+    # keep the decoded array so callers do not decompress twice
+    return nib.Nifti1Image(data, img.affine, img.header)
+
+
+def save_nifti_like(
+    data: np.ndarray,
+    reference: nib.Nifti1Image,
+    path: str | os.PathLike,
+    description: str = "",
+    dtype: np.dtype | type = np.float32,
+) -> Path:
+    """Write ``data`` with exactly the affine, sform/qform codes and voxel sizes of ``reference``.
+
+    Args:
+        data: array whose first three dimensions equal the reference's spatial shape.
+        reference: the image whose geometry the output keeps (the FA map, the DWI).
+        path: output file; written atomically.
+        description: stored in the header's ``descrip`` field (80 bytes at most), e.g. the units.
+        dtype: output data type (float32 by default).
+    """
+    data = np.asarray(data)
+    if data.shape[:3] != reference.shape[:3]:
+        raise InputError(f"data shape {data.shape} does not match the reference grid {reference.shape[:3]}", path)
+    header = reference.header.copy()
+    header.set_data_dtype(dtype)
+    header.set_data_shape(data.shape)
+    out = nib.Nifti1Image(data.astype(dtype, copy=False), reference.affine, header)
+    sform, scode = reference.header.get_sform(coded=True)
+    qform, qcode = reference.header.get_qform(coded=True)
+    out.set_sform(reference.affine if sform is None else sform, int(scode) if scode else 1)
+    out.set_qform(reference.affine if qform is None else qform, int(qcode) if qcode else 1)
+    out.header["descrip"] = description[:79].encode()
+    out.header["scl_slope"] = 1.0
+    out.header["scl_inter"] = 0.0
+    with atomic_path(path) as tmp:
+        nib.save(out, str(tmp))
+    return Path(path)
