@@ -1,10 +1,42 @@
-"""`hcp-cam compare`: placeholder until its issue lands."""
+"""`hcp-cam compare RUN_DIR... --out PREFIX`: the network comparison table across bundle runs."""
 
 from __future__ import annotations
 
 import argparse
 
+from hcp_cam.errors import ConfigError
+from hcp_cam.reports.compare import FORMATS, compare_runs, format_markdown, write_comparison
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("compare", help="(not implemented yet)")
-    p.set_defaults(func=lambda args: print("hcp-cam compare: not implemented yet") or 1)
+    p = subparsers.add_parser(
+        "compare",
+        help="table of networks: accuracy and AUC, mean ± std over folds",
+        description=(
+            "Summarise bundle runs into one row per network (runs with the same arch are folds): "
+            "best validation accuracy, test slice and subject accuracy, subject AUC, majority baseline."
+        ),
+    )
+    p.add_argument(
+        "run_dirs", nargs="+", metavar="RUN_DIR", help="bundle output folder (config.json, metrics/)"
+    )
+    p.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX.csv and/or PREFIX.md")
+    p.add_argument(
+        "--format",
+        default="csv,md",
+        metavar="FMT",
+        help=f"comma-separated, from {','.join(FORMATS)} (default: both)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    if not formats or any(f not in FORMATS for f in formats):
+        raise ConfigError(f"--format {args.format!r}: choose one or more of {','.join(FORMATS)}")
+    table = compare_runs(args.run_dirs)
+    paths = write_comparison(table, args.out, formats)
+    print(format_markdown(table), end="")
+    for path in paths:
+        print(f"wrote {path}")
+    return 0

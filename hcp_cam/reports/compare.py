@@ -1,0 +1,199 @@
+"""The network comparison table: one row per architecture, mean ± std over cross-validation folds.
+
+Each run directory is a bundle output folder holding
+
+- ``config.json``: at least the architecture (``arch``; ``network`` or ``network_name`` are read
+  too) and, for cross-validation, ``fold``; ``num_folds`` and ``seed`` are kept when present;
+- ``metrics/history.csv``: per-epoch ``val_accuracy`` (slice level), from which the best
+  validation accuracy is taken;
+- ``metrics/test_metrics.json``: ``subject_accuracy``, ``slice_accuracy``, ``roc_auc`` (subject
+  level), ``majority_baseline``, ``n_subjects``, ... as written by
+  :func:`hcp_cam.training.metrics.subject_and_slice_metrics`.
+
+Runs that share an architecture are folds of one row. Missing metric keys or columns become NaN
+(and are left out of the means); missing files are an :class:`~hcp_cam.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hcp_cam.errors import InputError
+from hcp_cam.io import atomic_path
+from hcp_cam.training.metrics import summarize_folds
+
+__all__ = ["read_run", "compare_runs", "format_markdown", "write_comparison", "FORMATS"]
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("csv", "md")
+ARCH_KEYS = ("arch", "network", "network_name", "net")
+# (table column stem, source key in a run record, Markdown header)
+SUMMARY_COLUMNS = (
+    ("val_accuracy", "best_val_accuracy", "Validation accuracy (slices)"),
+    ("test_slice_accuracy", "slice_accuracy", "Test accuracy (slices)"),
+    ("test_subject_accuracy", "subject_accuracy", "Test accuracy (subjects)"),
+    ("test_subject_auc", "roc_auc", "Test AUC (subjects)"),
+    ("majority_baseline", "majority_baseline", "Majority baseline"),
+)
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise InputError("file not found", path)
+    try:
+        obj = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"not valid JSON: {e}", path) from e
+    if not isinstance(obj, dict):
+        raise InputError(f"expected a JSON object, got {type(obj).__name__}", path)
+    return obj
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def read_run(run_dir: str | os.PathLike) -> dict:
+    """Read one run directory into a flat record.
+
+    Returns:
+        dict with ``run_dir``, ``arch``, ``fold`` (``None`` if unknown), ``num_folds``, ``seed``,
+        ``best_val_accuracy`` (max of the history's ``val_accuracy``), and the test metrics
+        ``slice_accuracy``, ``subject_accuracy``, ``roc_auc``, ``precision``, ``recall``, ``f1``,
+        ``majority_baseline``, ``n_subjects``, ``n_slices`` (NaN where absent).
+
+    Raises:
+        InputError: the folder or one of its three files is missing or unreadable.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError("run directory not found", run_dir)
+    config = _read_json(run_dir / "config.json")
+    arch = next((config[k] for k in ARCH_KEYS if isinstance(config.get(k), str)), None)
+    if arch is None:
+        arch = run_dir.name
+        logger.warning(
+            "%s: no architecture key %s; using the folder name %r", run_dir / "config.json", ARCH_KEYS, arch
+        )
+    history_path = run_dir / "metrics" / "history.csv"
+    if not history_path.is_file():
+        raise InputError("file not found", history_path)
+    try:
+        history = pd.read_csv(history_path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read as a CSV table: {e}", history_path) from e
+    if "val_accuracy" in history:
+        best_val = float(pd.to_numeric(history["val_accuracy"], errors="coerce").max())
+    else:
+        logger.warning("%s: no 'val_accuracy' column", history_path)
+        best_val = math.nan
+    test = _read_json(run_dir / "metrics" / "test_metrics.json")
+    record = {
+        "run_dir": str(run_dir),
+        "arch": str(arch),
+        "fold": config.get("fold"),
+        "num_folds": config.get("num_folds"),
+        "seed": config.get("seed"),
+        "best_val_accuracy": best_val,
+    }
+    keys = ("slice_accuracy", "subject_accuracy", "roc_auc", "precision", "recall", "f1", "majority_baseline")
+    for key in keys + ("n_subjects", "n_slices"):
+        record[key] = _number(test.get(key))
+    missing = [k for k in keys if k not in test]
+    if missing:
+        logger.warning(
+            "%s: missing keys %s (left out of the means)", run_dir / "metrics/test_metrics.json", missing
+        )
+    return record
+
+
+def compare_runs(run_dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """Summarise runs into one row per architecture, in order of first appearance.
+
+    Args:
+        run_dirs: bundle output folders; runs with the same ``arch`` are its folds.
+
+    Returns:
+        DataFrame with ``arch``, ``n_folds``, ``folds`` (e.g. ``"0;1"``), then ``<stem>_mean`` and
+        ``<stem>_std`` (sample std over folds, NaN with one fold) for ``val_accuracy`` (best
+        validation slice accuracy), ``test_slice_accuracy``, ``test_subject_accuracy``,
+        ``test_subject_auc``, ``majority_baseline``, and ``n_test_subjects`` (summed over folds).
+
+    Raises:
+        InputError: no run given, a run folder given twice, or a missing or unreadable file.
+    """
+    if not run_dirs:
+        raise InputError("no run directory given")
+    resolved = [Path(d).resolve() for d in run_dirs]
+    dup = {str(d) for d in resolved if resolved.count(d) > 1}
+    if dup:
+        raise InputError(f"run directories given more than once: {sorted(dup)}")
+    records = pd.DataFrame([read_run(d) for d in run_dirs])
+    rows = []
+    for arch, runs in records.groupby("arch", sort=False):
+        folds = [
+            str(f) for f in runs["fold"] if f is not None and not (isinstance(f, float) and math.isnan(f))
+        ]
+        if len(set(folds)) < len(folds):
+            logger.warning("%s: several runs share a fold (%s); each counts as one fold", arch, folds)
+        row = {"arch": arch, "n_folds": len(runs), "folds": ";".join(folds)}
+        for stem, key, _ in SUMMARY_COLUMNS:
+            s = summarize_folds(runs[key])
+            row[f"{stem}_mean"], row[f"{stem}_std"] = s["mean"], s["std"]
+        row["n_test_subjects"] = float(np.nansum(runs["n_subjects"]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _mean_std(mean: float, std: float, digits: int) -> str:
+    if not math.isfinite(mean):
+        return "n/a"
+    if not math.isfinite(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def format_markdown(table: pd.DataFrame, digits: int = 2) -> str:
+    """The comparison table as a Markdown pipe table with ``mean ± std`` cells.
+
+    A metric with a single fold shows its value alone; one missing in every fold shows ``n/a``.
+    """
+    headers = ["Network"] + [h for _, _, h in SUMMARY_COLUMNS] + ["Folds"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
+    for _, row in table.iterrows():
+        cells = [str(row["arch"])]
+        cells += [_mean_std(row[f"{s}_mean"], row[f"{s}_std"], digits) for s, _, _ in SUMMARY_COLUMNS]
+        cells.append(str(int(row["n_folds"])))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_comparison(
+    table: pd.DataFrame, prefix: str | os.PathLike, formats: Sequence[str] = FORMATS
+) -> list[Path]:
+    """Write ``PREFIX.csv`` (numeric columns) and/or ``PREFIX.md`` atomically; return the paths."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise InputError(f"unknown table format(s) {unknown}; choose from {FORMATS}")
+    paths = []
+    for fmt in formats:
+        path = Path(f"{os.fspath(prefix)}.{fmt}")
+        with atomic_path(path) as tmp:
+            if fmt == "csv":
+                table.to_csv(tmp, index=False)
+            else:
+                tmp.write_text(format_markdown(table), encoding="utf-8")
+        paths.append(path)
+    return paths
