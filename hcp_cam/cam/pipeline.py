@@ -1,0 +1,249 @@
+"""CAM for every acquisition of a split, written as files: what the bundle's ``inference`` runs.
+
+Per acquisition, under ``<output_dir>/cam/<subject>/``:
+- ``<acquisition>_cam.nii.gz``: the raw CAM (the weighted sum of the last feature maps by the
+  classifier weights of the class), float32, exactly the FA's affine and sform/qform;
+- ``<acquisition>_cam01.nii.gz``: the same map scaled to [0, 1] over the brain, per volume;
+- ``<acquisition>_bbox.json``: the 3D box (20%-of-max threshold, largest connected component)
+  in voxel indices and world millimetres, the peak, the predicted class and probabilities;
+- ``<acquisition>_overlay.png``: three orthogonal planes through the peak.
+Plus ``<output_dir>/cam/summary.csv`` and, with ground truth, ``localization.csv``/``.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+from monai.data import MetaTensor
+from tqdm import tqdm
+
+from hcp_cam.cam.bbox import EmptyCAMWarning, bounding_box, box_to_world
+from hcp_cam.cam.inferer import CAMInferer
+from hcp_cam.cam.volume import cam_volume, normalise01, write_cam_nifti
+from hcp_cam.errors import ConfigError, InputError
+from hcp_cam.io import atomic_path, load_nifti, write_json_atomic
+
+__all__ = ["resolve_cam_class", "cam_for_volume", "run_cam_inference", "CAM_SLICES"]
+
+logger = logging.getLogger(__name__)
+
+CAM_SLICES = ("trained", "all")
+
+
+def resolve_cam_class(cam_class: str | int | None, labels: Sequence[str]) -> int | str | None:
+    """A class name, index, ``"predicted"``/``None`` or ``"difference"`` -> what the inferer takes."""
+    if cam_class is None or cam_class == "predicted":
+        return None
+    if cam_class == "difference":
+        if len(labels) != 2:
+            raise ConfigError(f"cam_class 'difference' needs two classes, got {list(labels)}")
+        return "difference"
+    if isinstance(cam_class, int) or str(cam_class).isdigit():
+        idx = int(cam_class)
+        if not 0 <= idx < len(labels):
+            raise ConfigError(f"cam_class {idx} is out of range for the classes {list(labels)}")
+        return idx
+    if cam_class in labels:
+        return list(labels).index(cam_class)
+    raise ConfigError(
+        f"unknown cam_class {cam_class!r}; use one of {list(labels)}, an index, 'predicted' or 'difference'"
+    )
+
+
+def _class_name(class_idx: Any, labels: Sequence[str]) -> str:
+    if isinstance(class_idx, int):
+        return labels[class_idx]
+    if class_idx == "difference":
+        return f"{labels[1]} minus {labels[0]}"
+    return "predicted"
+
+
+def cam_for_volume(
+    fa_path: str | os.PathLike,
+    mask_path: str | os.PathLike | None,
+    network: torch.nn.Module,
+    inferer: CAMInferer,
+    eval_transform: Any,
+    out_prefix: str | os.PathLike,
+    labels: Sequence[str],
+    class_idx: Any = None,
+    trained_indices: dict[int, list[int]] | None = None,
+    fraction: float = 0.2,
+    roi_path: str | os.PathLike | None = None,
+    figure: bool = True,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """CAM of one FA map, written as ``<out_prefix>_cam.nii.gz``, ``_cam01.nii.gz``, ``_bbox.json``
+    and ``_overlay.png``; returns one row of results (prediction, box, localization scores).
+
+    Raises:
+        InputError: unreadable FA/mask, mask grid differs from the FA, empty mask.
+    """
+    fa_img = load_nifti(fa_path, ndim=3)
+    fa_np = np.asarray(fa_img.dataobj, dtype=np.float32)
+    affine = torch.as_tensor(fa_img.affine)
+    fa = MetaTensor(torch.from_numpy(fa_np)[None], affine=affine, meta={"filename_or_obj": str(fa_path)})
+    if mask_path is not None:
+        mask_np = np.asarray(load_nifti(mask_path, ndim=3).dataobj) > 0
+        if mask_np.shape != fa_np.shape:
+            raise InputError(f"mask grid {mask_np.shape} differs from the FA grid {fa_np.shape} of {fa_path}", mask_path)
+    else:
+        mask_np = fa_np > 0
+    if not mask_np.any():
+        raise InputError("the brain mask is empty", mask_path or fa_path)
+    mask = torch.from_numpy(mask_np.astype(np.uint8))[None]
+
+    vol = cam_volume(
+        fa, mask, network, inferer, eval_transform, trained_indices=trained_indices, class_idx=class_idx,
+        batch_size=batch_size,
+    )  # fmt: skip
+    logits = vol.logits_mean.float()
+    prob = torch.softmax(logits, 0).numpy()
+    shown = vol.class_idx if vol.class_idx is not None else int(prob.argmax())
+    name = _class_name(shown, labels)
+    fused = vol.fused.numpy()
+    prefix = Path(out_prefix)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EmptyCAMWarning)
+        box = bounding_box(fused, fraction=fraction)
+    if caught or not (fused > 0).any():
+        logger.warning("%s: the CAM is zero or negative everywhere; written, with an empty box", fa_path)
+    write_cam_nifti(fused, fa_img, f"{prefix}_cam.nii.gz", kind="raw", class_name=name)
+    if fused.max() > fused.min():
+        cam01 = normalise01(fused, mask_np).numpy()
+    else:
+        cam01 = np.zeros_like(fused)
+    write_cam_nifti(cam01, fa_img, f"{prefix}_cam01.nii.gz", kind="normalised", class_name=name)
+    peak = [int(i) for i in np.unravel_index(int(np.argmax(np.where(mask_np, fused, -np.inf))), fused.shape)]
+    _, min_mm, max_mm = box_to_world(box, fa_img.affine, edges=True)
+    row: dict[str, Any] = {
+        "fa": str(fa_path),
+        "cam_class": name,
+        "predicted": labels[int(prob.argmax())],
+        **{f"prob_{lab}": float(p) for lab, p in zip(labels, prob, strict=True)},
+        "peak_voxel": peak,
+        "peak_mm": nib.affines.apply_affine(fa_img.affine, peak).round(3).tolist(),
+        "box": box.to_dict(),
+        "box_min_mm": None if box.is_empty else min_mm.round(3).tolist(),
+        "box_max_mm": None if box.is_empty else max_mm.round(3).tolist(),
+        "threshold_fraction": fraction,
+        "values": "raw CAM in *_cam.nii.gz; [0,1] per volume over the brain in *_cam01.nii.gz",
+    }
+    if roi_path is not None and Path(roi_path).is_file():
+        from hcp_cam.cam.localization import localization_scores
+
+        roi = np.asarray(load_nifti(roi_path, ndim=3).dataobj) > 0
+        if roi.shape != fused.shape:
+            raise InputError(f"ROI grid {roi.shape} differs from the FA grid {fused.shape}", roi_path)
+        row["localization"] = {k: _plain(v) for k, v in localization_scores(fused, roi, fraction=fraction).items()}
+    write_json_atomic(row, f"{prefix}_bbox.json")
+    if figure:
+        from hcp_cam.cam.figures import orthogonal_overlay
+
+        box_arg = None if box.is_empty else (box.min_index, box.max_index)
+        orthogonal_overlay(
+            fa_np, cam01, f"{prefix}_overlay.png", box=box_arg, title=f"{prefix.parent.name} {prefix.name}: CAM {name}",
+            affine=fa_img.affine,
+        )  # fmt: skip
+    return row
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (np.generic,)):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
+
+
+def run_cam_inference(
+    prepared: Any,
+    network: torch.nn.Module,
+    output_dir: str | os.PathLike,
+    eval_transform: Any,
+    split: str = "test",
+    method: str = "cam",
+    target_layer: str | None = None,
+    cam_class: str | int | None = "old",
+    cam_slices: str = "trained",
+    fraction: float = 0.2,
+    roi_dir: str | os.PathLike | None = None,
+    figures: bool = True,
+    batch_size: int = 64,
+) -> pd.DataFrame:
+    """CAM volumes for every acquisition of ``split`` (``"all"`` for every split).
+
+    ``cam_slices="trained"`` computes maps only on the slices the network was trained on (the
+    centre ``slices_per_axis`` per axis for the default selection) and leaves the rest unknown:
+    a network asked about slices it never saw lights up rims of cortex (docs/findings).
+    ``"all"`` computes every slice with brain.
+
+    Returns:
+        one row per acquisition (also written to ``<output_dir>/cam/summary.csv``); with
+        ground truth (``roi_dir`` holding ``<subject>_roi.nii.gz``) the localization scores are
+        in the rows and in ``localization.csv``/``localization.md``.
+    """
+    if cam_slices not in CAM_SLICES:
+        raise ConfigError(f"cam_slices must be one of {CAM_SLICES}, got {cam_slices!r}")
+    from hcp_cam.transforms import slice_indices
+
+    labels = prepared.labels
+    class_idx = resolve_cam_class(cam_class, labels)
+    inferer = CAMInferer(method=method, target_layer=target_layer)
+    splits = ("training", "validation", "test") if split == "all" else (split,)
+    cam_dir = Path(output_dir) / "cam"
+    rows = []
+    todo = [(s, e) for s in splits for e in prepared.entries[s]]
+    for s, e in tqdm(todo, desc="CAM volumes", unit="acq", disable=None):
+        trained = None
+        if cam_slices == "trained" and getattr(network, "spatial_dims", 2) == 2:
+            fa_shape = load_nifti(e["fa"], ndim=3).shape
+            mask = _mask_array(e, fa_shape)
+            trained = {
+                a: slice_indices(fa_shape, mask, a, prepared.slice_selection, prepared.slices_per_axis)
+                for a in (0, 1, 2)
+            }
+        roi = Path(roi_dir) / f"{e['subject']}_roi.nii.gz" if roi_dir else None
+        row = cam_for_volume(
+            e["fa"], e.get("mask_abs"), network, inferer, eval_transform,
+            cam_dir / e["subject"] / e["acquisition"], labels, class_idx=class_idx, trained_indices=trained,
+            fraction=fraction, roi_path=roi, figure=figures, batch_size=batch_size,
+        )  # fmt: skip
+        rows.append({"split": s, "subject": e["subject"], "acquisition": e["acquisition"], "group": e.get("group"), **row})
+    table = pd.json_normalize(rows)
+    with atomic_path(cam_dir / "summary.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    if any("localization" in r for r in rows):
+        _write_localization(table, cam_dir, labels)
+    return table
+
+
+def _mask_array(entry: dict, shape: Sequence[int]) -> np.ndarray:
+    if entry.get("mask_abs"):
+        return np.asarray(load_nifti(entry["mask_abs"], ndim=3).dataobj) > 0
+    return np.asarray(load_nifti(entry["fa"], ndim=3).dataobj) > 0
+
+
+def _write_localization(table: pd.DataFrame, cam_dir: Path, labels: Sequence[str]) -> None:
+    cols = ["split", "subject", "acquisition", "group", "cam_class", "predicted"] + [
+        c for c in table.columns if c.startswith("localization.")
+    ]
+    loc = table[[c for c in cols if c in table.columns]].rename(columns=lambda c: c.replace("localization.", ""))
+    with atomic_path(cam_dir / "localization.csv") as tmp:
+        loc.to_csv(tmp, index=False)
+    numeric = [c for c in loc.columns if c not in ("split", "subject", "acquisition", "group", "cam_class", "predicted")]
+    summary = loc.groupby("group")[numeric].mean(numeric_only=True).reset_index() if "group" in loc else loc
+    lines = ["| " + " | ".join(summary.columns) + " |", "|" + "---|" * len(summary.columns)]
+    for _, r in summary.iterrows():
+        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r) + " |")
+    with atomic_path(cam_dir / "localization.md") as tmp:
+        tmp.write_text("Localization scores, mean per group\n\n" + "\n".join(lines) + "\n")

@@ -1,0 +1,112 @@
+"""Finding and checking checkpoints for ``resume`` and for evaluation/inference.
+
+Training writes, under ``<output_dir>/checkpoints``:
+- ``checkpoint_epoch=N.pt`` every epoch (model, optimizer, trainer, scheduler: what resume needs);
+- ``model.pt``: the weights of the best epoch by the validation key metric (a plain state dict,
+  the file MONAI's ``ckpt_export`` and the bundle's ``models/model.pt`` take).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hcp_cam.errors import ConfigError
+
+__all__ = ["latest_checkpoint", "load_checkpoint", "resume_handlers", "best_model_path", "check_model_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+_EPOCH = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
+
+
+def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
+    """The ``checkpoint_epoch=N.pt`` with the highest N in ``ckpt_dir``, or ``None``."""
+    d = Path(ckpt_dir)
+    if not d.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _EPOCH.search(p.name))]
+    return max(found)[1] if found else None
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Mapping[str, Any]:
+    """``torch.load`` with a clear error for a file that is not a checkpoint (never overwritten)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for a corrupt file (RuntimeError, EOFError, UnpicklingError)
+        raise ConfigError(
+            f"checkpoint {path} is corrupt or not a PyTorch checkpoint ({type(e).__name__}: {e}); "
+            "it was left as it is: remove it to resume from an earlier one, or start a new output_dir"
+        ) from e
+    if not isinstance(obj, Mapping):
+        raise ConfigError(f"checkpoint {path} holds a {type(obj).__name__}, not a state dict")
+    return obj
+
+
+def resume_handlers(ckpt_dir: str | os.PathLike, load_dict: Mapping[str, Any], resume: bool) -> list:
+    """The handlers that restore the latest checkpoint when ``resume`` is true (else none).
+
+    The checkpoint is checked before any training starts, so a corrupt file stops the run with a
+    clear message instead of being overwritten by the next epoch's save.
+    """
+    if not resume:
+        return []
+    path = latest_checkpoint(ckpt_dir)
+    if path is None:
+        logger.info("resume: no checkpoint in %s, starting from epoch 1", ckpt_dir)
+        return []
+    load_checkpoint(path)
+    from monai.handlers import CheckpointLoader
+
+    logger.info("resume: continuing from %s", path)
+    return [CheckpointLoader(load_path=str(path), load_dict=dict(load_dict), map_location="cpu")]
+
+
+def best_model_path(output_dir: str | os.PathLike, ckpt: str | os.PathLike | None = None) -> str:
+    """``ckpt`` if given, else ``<output_dir>/checkpoints/model.pt``; an error if it is missing."""
+    path = Path(ckpt) if ckpt else Path(output_dir) / "checkpoints" / "model.pt"
+    if not path.is_file():
+        raise ConfigError(f"no trained model at {path}: run training first or pass --ckpt PATH")
+    return str(path)
+
+
+def check_model_checkpoint(path: str | os.PathLike, network: torch.nn.Module) -> str:
+    """Check that ``path`` holds weights for ``network`` (same architecture and class count).
+
+    Raises:
+        ConfigError: the file is not a checkpoint, or its tensors do not fit the network, with the
+            first mismatching names and shapes.
+    """
+    state = load_checkpoint(path)
+    if "model" in state and isinstance(state["model"], Mapping):
+        state = state["model"]
+    own = network.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs network {tuple(own[k].shape)}"
+        for k in own
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            parts.append("shape mismatch " + "; ".join(shapes[:3]))
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        raise ConfigError(
+            f"checkpoint {path} does not fit the configured network (another arch, width or class count?): "
+            + ", ".join(parts)
+        )
+    return str(path)

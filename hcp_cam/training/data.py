@@ -1,0 +1,245 @@
+"""The data a bundle run trains on: dataset folder -> subject-level split -> cached FA -> items.
+
+``prepare_data`` does it once per run; its ``items(split)`` are what MONAI ``Dataset`` objects in
+the bundle configs take. Slices (``spatial_dims=2``) or whole FA volumes (``spatial_dims=3``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import (
+    Compose,
+    EnsureTyped,
+    MaskIntensityd,
+    NormalizeIntensityd,
+    RandFlipd,
+    RandGaussianNoised,
+    Resized,
+    SpatialPadd,
+)
+from tqdm import tqdm
+
+from hcp_cam.data import make_datalist, write_datalist
+from hcp_cam.errors import ConfigError
+from hcp_cam.fa_maps import compute_fa_file, fa_cache_path
+from hcp_cam.io import load_nifti
+
+__all__ = ["DEMO", "resolve_dataset_dir", "prepare_data", "PreparedData", "build_transforms"]
+
+logger = logging.getLogger(__name__)
+
+DEMO = "demo"
+SPLITS = ("training", "validation", "test")
+
+
+def resolve_dataset_dir(
+    dataset_dir: str | os.PathLike, cache_dir: str | os.PathLike, demo_subjects: int = 16, demo_seed: int = 0
+) -> Path:
+    """Return the dataset folder to use; ``"demo"`` makes the synthetic dataset once in ``cache_dir``.
+
+    An explicit folder that does not exist, or has no ``participants.csv``/``.tsv``, is an error:
+    never a silent fall-back to the demo data.
+    """
+    if str(dataset_dir) == DEMO:
+        target = Path(cache_dir) / f"demo_n{demo_subjects}_seed{demo_seed}"
+        if not (target / "participants.csv").is_file():
+            _generate_demo(target, demo_subjects, demo_seed)
+        return target
+    path = Path(dataset_dir).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"dataset_dir {str(path)!r} does not exist (use --dataset_dir demo for the synthetic data)")
+    if not any((path / f"participants.{ext}").is_file() for ext in ("csv", "tsv")):
+        raise ConfigError(f"dataset_dir {str(path)!r} has no participants.csv or participants.tsv")
+    return path
+
+
+def _generate_demo(target: Path, n_subjects: int, seed: int) -> None:
+    from hcp_cam.synth import generate_dataset
+
+    logger.info("generating the synthetic demo dataset (%d subjects) in %s", n_subjects, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # generate beside the target and rename, so an interrupted run never leaves half a dataset
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        generate_dataset(tmp / "data", n_subjects=n_subjects, seed=seed)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp / "data", target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class PreparedData:
+    """A run's split, with the FA of every acquisition computed (or found in the cache).
+
+    Attributes:
+        dataset_dir: the dataset folder.
+        datalist: the MONAI datalist (paths relative to ``dataset_dir``), with ``labels``.
+        entries: per split, the datalist entries plus absolute ``fa`` and ``mask`` paths.
+        spatial_dims: 2 for slices, 3 for volumes.
+        slices_per_axis, slice_selection: the 2.5D selection (see ``hcp_cam.transforms.Slices25Dd``).
+    """
+
+    dataset_dir: Path
+    datalist: dict
+    entries: dict[str, list[dict]]
+    spatial_dims: int = 2
+    slices_per_axis: int = 16
+    slice_selection: str = "centre"
+    _items: dict[str, list[dict]] = field(default_factory=dict, repr=False)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.datalist["labels"])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def items(self, split: str) -> list[dict]:
+        """The samples of one split: slice dicts (``image`` ``(1, H, W)``) or volume dicts
+        (``image`` ``(1, X, Y, Z)``), each with ``label``, ``subject``, ``acquisition``."""
+        if split not in SPLITS:
+            raise ConfigError(f"unknown split {split!r}; expected one of {SPLITS}")
+        if split not in self._items:
+            self._items[split] = self._load(self.entries[split])
+        return self._items[split]
+
+    def _load(self, entries: Sequence[dict]) -> list[dict]:
+        from hcp_cam.transforms import Slices25Dd
+
+        slicer = Slices25Dd(keys="image", mask_key="mask", selection=self.slice_selection, k=self.slices_per_axis)
+        out: list[dict] = []
+        for e in entries:
+            fa_img = load_nifti(e["fa"], ndim=3)
+            fa = torch.as_tensor(np.asarray(fa_img.dataobj, dtype=np.float32))[None]
+            mask = (fa > 0).to(torch.uint8)
+            if e.get("mask_abs"):
+                mask = torch.as_tensor(np.asarray(load_nifti(e["mask_abs"], ndim=3).dataobj) > 0)[None].to(torch.uint8)
+            item = {
+                "image": MetaTensor(fa, affine=torch.as_tensor(fa_img.affine)),
+                "mask": MetaTensor(mask, affine=torch.as_tensor(fa_img.affine)),
+                "label": int(e["label"]),
+                "subject": str(e["subject"]),
+                "acquisition": str(e["acquisition"]),
+            }
+            if self.spatial_dims == 3:
+                out.append(item)
+            else:
+                out.extend(slicer(item))
+        return out
+
+
+def prepare_data(
+    dataset_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    spatial_dims: int = 2,
+    slices_per_axis: int = 16,
+    slice_selection: str = "centre",
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    fold: int | None = None,
+    num_folds: int | None = None,
+    groups: str | None = None,
+    fa_backend: str = "torch",
+    demo_subjects: int = 16,
+    num_classes: int | None = None,
+) -> PreparedData:
+    """Split by subject, write ``output_dir/datalist.json``, and compute FA once per acquisition.
+
+    FA maps are cached in ``cache_dir/fa/<dataset key>/<subject>/<acquisition>_fa.nii.gz`` and
+    reused across epochs and runs.
+    """
+    if spatial_dims not in (2, 3):
+        raise ConfigError(f"spatial_dims must be 2 (slices) or 3 (volumes), got {spatial_dims}")
+    root = resolve_dataset_dir(dataset_dir, cache_dir, demo_subjects=demo_subjects, demo_seed=seed)
+    folds = None if not num_folds or int(num_folds) <= 1 else int(num_folds)
+    datalist = make_datalist(
+        root,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        num_folds=folds,
+        fold=None if folds is None else int(fold or 0),
+        groups=groups,
+    )
+    if num_classes is not None and len(datalist["labels"]) != int(num_classes):
+        raise ConfigError(
+            f"the age groups {datalist['labels']} make {len(datalist['labels'])} classes but num_classes is "
+            f"{num_classes}; set --num_classes {len(datalist['labels'])}"
+        )
+    write_datalist(datalist, Path(output_dir) / "datalist.json")
+    fa_dir = Path(cache_dir) / "fa" / _dataset_key(root)
+    todo = [(s, e) for s in SPLITS for e in datalist[s]]
+    entries: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    for split, e in tqdm(todo, desc="FA maps", unit="acq", disable=None):
+        fa_path = fa_cache_path(fa_dir, e["subject"], e["acquisition"])
+        mask_abs = str(root / e["mask"]) if e.get("mask") else None
+        if not fa_path.is_file():
+            compute_fa_file(
+                root / e["dwi"], root / e["bvals"], root / e["bvecs"], mask_abs, fa_path, backend=fa_backend
+            )
+        entries[split].append({**e, "fa": str(fa_path), "mask_abs": mask_abs})
+    return PreparedData(root, datalist, entries, spatial_dims, int(slices_per_axis), slice_selection)
+
+
+def _dataset_key(root: Path) -> str:
+    """A cache folder name that differs between datasets of the same name in different places."""
+    digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
+    return f"{root.name}-{digest}"
+
+
+def items_summary(items: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Counts for logging: samples, subjects and samples per label."""
+    labels = [int(i["label"]) for i in items]
+    out = {"samples": len(items), "subjects": len({i["subject"] for i in items})}
+    out.update({f"label_{k}": labels.count(k) for k in sorted(set(labels))})
+    return out
+
+
+def build_transforms(spatial_dims: int = 2, image_size: int = 64, noise_std: float = 0.3, **kwargs: Any):
+    """The ``(train, eval)`` chains for slices (:func:`hcp_cam.transforms.build_slice_transforms`)
+    or whole FA volumes (``spatial_dims=3``: the same normalisation, longest-side resize and pad
+    to a cube, with flips and in-brain Gaussian noise for training)."""
+    if spatial_dims == 2:
+        from hcp_cam.transforms import build_slice_transforms
+
+        return build_slice_transforms(image_size=image_size, noise_std=noise_std, **kwargs)
+    if spatial_dims != 3:
+        raise ConfigError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    keys = ["image", "mask"]
+    head = [
+        NormalizeIntensityd("image", nonzero=True),
+        Resized(keys, image_size, size_mode="longest", mode=["trilinear", "nearest"]),
+        SpatialPadd(keys, image_size),
+    ]
+    tail = [MaskIntensityd("image", mask_key="mask"), EnsureTyped(keys, dtype=torch.float32)]
+    train = [
+        *head,
+        RandFlipd(keys, prob=0.5, spatial_axis=0),
+        RandGaussianNoised("image", prob=0.5, mean=0.0, std=noise_std, sample_std=False),
+        *tail,
+    ]
+    return Compose(train), Compose([*head, *tail])
+
+
+def default_roi_dir(dataset_dir: str | os.PathLike) -> str | None:
+    """Ground-truth effect regions (``<subject>_roi.nii.gz``) when the dataset has them: the
+    synthetic generator writes them to ``derivatives/ground_truth``; real data has none."""
+    d = Path(dataset_dir) / "derivatives" / "ground_truth"
+    return str(d) if d.is_dir() else None

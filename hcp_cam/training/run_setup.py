@@ -1,0 +1,155 @@
+"""What a bundle run settles before it builds anything: where the bundle is, the device, the run folder.
+
+The bundle configs call these through ``$hcp_cam.training.run_setup...`` expressions; the logic
+lives here so that the JSON holds wiring only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hcp_cam.errors import ConfigError
+from hcp_cam.io import write_json_atomic
+
+__all__ = ["find_bundle_root", "resolve_device", "prepare_output_dir", "RUN_CONFIG_KEYS"]
+
+logger = logging.getLogger(__name__)
+
+# the settings that make two runs "the same configuration": a run folder that holds a run with
+# other values of these is refused unless `resume` is asked for or a new folder is given
+RUN_CONFIG_KEYS = (
+    "arch",
+    "spatial_dims",
+    "slices_per_axis",
+    "slice_selection",
+    "image_size",
+    "network_width",
+    "batch_norm",
+    "num_classes",
+    "groups",
+    "val_fraction",
+    "test_fraction",
+    "fold",
+    "num_folds",
+    "seed",
+    "dataset_dir",
+)
+
+
+def find_bundle_root(default: str | os.PathLike | None = None) -> str:
+    """Return the bundle folder (the one holding ``configs/metadata.json``).
+
+    ``python -m monai.bundle run --config_file X`` does not tell the config where ``X`` is, so the
+    folder is taken from the ``--config_file`` argument of the running command (symlinks
+    resolved, so ``bundles/cam_dmri/train.json -> configs/train.json`` gives ``bundles/cam_dmri``);
+    else the current folder if it is a bundle; else ``default``; else the bundle shipped in this
+    repository. Override with ``--bundle_root DIR``.
+    """
+    for cfg in _config_files_from_argv(sys.argv):
+        root = _bundle_of(Path(cfg))
+        if root is not None:
+            return str(root)
+    if (Path.cwd() / "configs" / "metadata.json").is_file():
+        return str(Path.cwd())
+    if default is not None:
+        return str(Path(default))
+    shipped = Path(__file__).resolve().parents[2] / "bundles" / "cam_dmri"
+    return str(shipped)
+
+
+def _config_files_from_argv(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        value = None
+        if arg == "--config_file" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--config_file="):
+            value = arg.split("=", 1)[1]
+        if value is None:
+            continue
+        value = value.strip()
+        if value.startswith("["):  # a list of files, as fire passes it
+            try:
+                out.extend(str(v) for v in json.loads(value.replace("'", '"')))
+            except json.JSONDecodeError:
+                continue
+        else:
+            out.extend(v.strip() for v in value.split(","))
+    return out
+
+
+def _bundle_of(config_file: Path) -> Path | None:
+    if not config_file.exists():
+        return None
+    real = config_file.resolve()
+    for parent in (real.parent, real.parent.parent):
+        if (parent / "configs" / "metadata.json").is_file():
+            return parent
+    return None
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/``"auto"`` -> ``cuda`` when available, else ``cpu``; a CUDA device asked for on a
+    machine without one is a :class:`ConfigError`."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} was asked for but CUDA is not available; use --device cpu")
+    return dev
+
+
+def prepare_output_dir(output_dir: str | os.PathLike, settings: Mapping[str, Any], resume: bool = False) -> str:
+    """Create the run folder and record its configuration in ``config.json``.
+
+    A folder that already holds a run of a *different* configuration is refused unless
+    ``resume`` is true (then the recorded configuration must match) or a new folder is given.
+
+    Returns:
+        the run folder as a string (for use in config expressions).
+
+    Raises:
+        ConfigError: the folder holds a run of another configuration.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {k: _plain(settings[k]) for k in RUN_CONFIG_KEYS if k in settings}
+    record.update({k: _plain(v) for k, v in settings.items() if k not in record})
+    cfg_file = out / "config.json"
+    if cfg_file.is_file():
+        try:
+            previous = json.loads(cfg_file.read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{cfg_file}: unreadable run configuration ({e}); use a new output_dir") from e
+        diff = {
+            k: (previous.get(k), record.get(k))
+            for k in RUN_CONFIG_KEYS
+            if k in previous or k in record
+            if previous.get(k) != record.get(k)
+        }
+        if diff:
+            what = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+            hint = "the run cannot be resumed with other settings" if resume else "pass a new --output_dir"
+            raise ConfigError(f"{out} holds a run of a different configuration ({what}); {hint}")
+    write_json_atomic(record, cfg_file)
+    return str(out)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
