@@ -165,6 +165,9 @@ class CAMInferer(Inferer):
                 f"inputs must be (B, C, *spatial) with 1-3 spatial dims, got shape {tuple(inputs.shape)}"
             )
         x = inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs
+        check = getattr(network, "check_input_size", None)
+        if callable(check):  # the manual feature/head path bypasses forward()'s size check
+            check(list(x.shape))
         with _inference_state(network):
             if self.method == "cam":
                 logits, maps, targets = self._cam(x, network, spec)
