@@ -174,3 +174,13 @@ def test_cli_empty_dataset_exit_2(tmp_path, capsys):
     assert main(["datalist", str(tmp_path / "ds"), "--out", str(out)]) == 2
     assert "no diffusion acquisitions found" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_zero_test_fraction_gives_an_empty_test_split_that_loads(tmp_path):
+    root = make_dataset(tmp_path / "ds")
+    out = write_datalist(make_datalist(root, test_fraction=0.0), tmp_path / "dl.json")
+    assert json.loads(out.read_text())["test"] == []
+    assert load_datalist(out, data_list_key="test", base_dir=root) == []
+    assert len(load_datalist(out, data_list_key="training", base_dir=root)) == 10
+    with pytest.raises(InputError, match="no 'nope' list"):
+        load_datalist(out, data_list_key="nope")
