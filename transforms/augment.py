@@ -44,6 +44,11 @@ def _nonzero(x: torch.Tensor) -> torch.Tensor:
     return (x != 0).any(dim=0, keepdim=True).to(torch.float32)
 
 
+def _copy(x: torch.Tensor) -> torch.Tensor:
+    """A copy: MONAI's ``NormalizeIntensity(nonzero=True)`` writes into a float32 input in place."""
+    return x.clone()
+
+
 def build_slice_transforms(
     image_size: int = 224,
     keys: Sequence[str] = ("image",),
@@ -60,7 +65,8 @@ def build_slice_transforms(
 ) -> tuple[Compose, Compose]:
     """Build the train and eval chains applied to each slice item of :class:`~hcp_cam.transforms.Slices25Dd`.
 
-    Eval: ``NormalizeIntensityd(nonzero=True)`` per slice (z-score of the brain voxels, which removes
+    Eval: a copy of the images (``NormalizeIntensityd`` would otherwise overwrite the input item
+    in place), ``NormalizeIntensityd(nonzero=True)`` per slice (z-score of the brain voxels, which removes
     per-subject offsets) -> ``Resized(image_size, size_mode="longest")`` (aspect kept; the mask with
     nearest interpolation) -> ``SpatialPadd(image_size)`` (zero pad, centred) -> ``MaskIntensityd``
     -> ``EnsureTyped(float32)``.
@@ -113,6 +119,7 @@ def build_slice_transforms(
     if mask_key is None:
         head += [CopyItemsd(keys[0], names=mkey), Lambdad(mkey, _nonzero)]
     head += [
+        Lambdad(keys, _copy),  # keep the caller's item (and a dataset's cache) untouched
         NormalizeIntensityd(keys, nonzero=True),
         Resized(
             spatial,
