@@ -10,6 +10,20 @@ from hcp_cam.cam.bbox import (
     cam_segmentation,
 )
 from hcp_cam.cam.inferer import METHODS, CAMInferer, CAMOutput, has_cam_head, upsample_maps
+from hcp_cam.cam.localization import (
+    box_iou,
+    box_iou_with_roi,
+    dice,
+    energy_pointing_game,
+    iou,
+    localization_scores,
+    map_rank_correlation,
+    pointing_game,
+    randomization_check,
+    scores_table,
+    write_scores_csv,
+    write_scores_markdown,
+)
 
 __all__ = [
     "METHODS",
@@ -18,6 +32,18 @@ __all__ = [
     "CAMOutput",
     "EmptyCAMWarning",
     "bounding_box",
+    "box_iou",
+    "box_iou_with_roi",
+    "dice",
+    "energy_pointing_game",
+    "iou",
+    "localization_scores",
+    "map_rank_correlation",
+    "pointing_game",
+    "randomization_check",
+    "scores_table",
+    "write_scores_csv",
+    "write_scores_markdown",
     "bounding_boxes",
     "box_of_mask",
     "box_to_world",
