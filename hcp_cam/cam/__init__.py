@@ -24,6 +24,7 @@ from hcp_cam.cam.localization import (
     write_scores_csv,
     write_scores_markdown,
 )
+from hcp_cam.cam.volume import FUSE_MODES, CAMVolume, cam_volume, normalise01, write_cam_nifti
 
 __all__ = [
     "METHODS",
@@ -50,4 +51,9 @@ __all__ = [
     "cam_segmentation",
     "has_cam_head",
     "upsample_maps",
+    "FUSE_MODES",
+    "CAMVolume",
+    "cam_volume",
+    "normalise01",
+    "write_cam_nifti",
 ]

@@ -1,0 +1,349 @@
+"""Class Activation Maps in the 3D voxel grid of the FA map, and their NIfTI output.
+
+A 2D network sees slices: :func:`cam_volume` cuts the FA volume along each axis, runs the CAM
+inferer on every selected slice, undoes the slice transforms (pad, resize) with MONAI's inverse, puts
+the maps back with :func:`~hcp_cam.transforms.slicing.stack_slices` and fuses the axes. Slices the
+network was not trained on are left out (marked unknown), because a network asked about slices it
+never saw gives its strongest maps there (findings.md, "Whole-brain CAM and the slices the network
+never saw").
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Compose
+
+from hcp_cam.errors import InputError
+from hcp_cam.io import load_nifti, save_nifti_like
+from hcp_cam.transforms.augment import map_to_slice
+from hcp_cam.transforms.slicing import Slices25Dd, stack_slices
+
+__all__ = ["CAMVolume", "cam_volume", "normalise01", "write_cam_nifti", "FUSE_MODES"]
+
+FUSE_MODES = ("mean", "max")
+
+
+@dataclass
+class CAMVolume:
+    """A CAM in the FA voxel grid.
+
+    Attributes:
+        fused: float32 ``(X, Y, Z)``, the axes fused (0 outside the brain and where no axis is known).
+        per_axis: slicing axis -> float32 ``(X, Y, Z)`` map of that axis alone (0 where not covered).
+        covered: slicing axis -> bool ``(X, Y, Z)``, True on the slices that axis computed.
+        class_idx: the class the maps are for (an int, or what was passed to the inferer).
+        logits_mean: float32 ``(C,)``, the network's logits averaged over every slice (or the volume).
+        known: bool ``(X, Y, Z)``, brain voxels covered by at least one axis (all brain for 3D nets).
+    """
+
+    fused: torch.Tensor
+    per_axis: dict[int, torch.Tensor] = field(default_factory=dict)
+    covered: dict[int, torch.Tensor] = field(default_factory=dict)
+    class_idx: Any = None
+    logits_mean: torch.Tensor | None = None
+    known: torch.Tensor | None = None
+
+
+def _source_name(x: Any) -> str | None:
+    return x.meta.get("filename_or_obj") if isinstance(x, MetaTensor) else None
+
+
+def _check_inputs(fa: Any, mask: Any) -> tuple[MetaTensor, torch.Tensor]:
+    """FA as ``(1, X, Y, Z)`` float32 MetaTensor and the brain as ``(1, X, Y, Z)`` float32 0/1."""
+    path = _source_name(fa)
+    fa_t = fa if isinstance(fa, MetaTensor) else MetaTensor(torch.as_tensor(np.asarray(fa)))
+    if fa_t.ndim == 3:
+        fa_t = fa_t[None]
+    if fa_t.ndim != 4 or fa_t.shape[0] != 1:
+        raise InputError(f"FA must be (1, X, Y, Z) or (X, Y, Z), got shape {tuple(fa_t.shape)}", path)
+    fa_t = fa_t.to(torch.float32)
+    if mask is None:
+        brain = (fa_t.as_tensor() != 0).to(torch.float32)
+    else:
+        m = torch.as_tensor(mask.as_tensor() if isinstance(mask, MetaTensor) else np.asarray(mask))
+        if m.ndim == 3:
+            m = m[None]
+        mpath = _source_name(mask) or path
+        if tuple(m.shape) != tuple(fa_t.shape):
+            raise InputError(
+                f"mask grid {tuple(m.shape[1:])} differs from the FA grid {tuple(fa_t.shape[1:])}", mpath
+            )
+        if isinstance(mask, MetaTensor) and not np.allclose(
+            np.asarray(mask.affine, dtype=float), np.asarray(fa_t.affine, dtype=float), atol=1e-4
+        ):
+            raise InputError("mask affine differs from the FA affine (not the same voxel grid)", mpath)
+        brain = (m != 0).to(torch.float32)
+    if not brain.any():
+        raise InputError(
+            "brain mask is empty (no nonzero voxel): no CAM can be computed", _source_name(mask) or path
+        )
+    return fa_t, brain
+
+
+def _select_maps(maps: torch.Tensor, class_idx: Any) -> torch.Tensor:
+    """``(B, 1, *S)`` maps of the wanted class from the inferer's ``(B, n_maps, *S)``."""
+    if maps.shape[1] == 1:
+        return maps
+    if isinstance(class_idx, int):
+        return maps[:, class_idx : class_idx + 1]
+    raise ValueError(
+        f"the inferer returned {maps.shape[1]} maps per sample; pass an int class_idx to pick one"
+    )
+
+
+def _call_inferer(inferer: Any, x: torch.Tensor, network: torch.nn.Module, class_idx: Any) -> Any:
+    return inferer(x, network) if class_idx is None else inferer(x, network, class_idx=class_idx)
+
+
+def _fuse(vols: list[torch.Tensor], covs: list[torch.Tensor], fuse: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fuse per-axis maps over the axes that cover each voxel; 0 where none does."""
+    v = torch.stack(vols)
+    c = torch.stack(covs)
+    count = c.sum(0)
+    known = count > 0
+    if fuse == "mean":
+        fused = (v * c).sum(0) / count.clamp(min=1)
+    else:
+        fused = torch.where(c, v, torch.tensor(float("-inf"))).amax(0)
+        fused = torch.where(known, fused, torch.zeros(()))
+    return fused.to(torch.float32), known
+
+
+def cam_volume(
+    fa: MetaTensor | torch.Tensor | np.ndarray,
+    mask: MetaTensor | torch.Tensor | np.ndarray | None,
+    network: torch.nn.Module,
+    inferer: Any,
+    eval_transform: Compose,
+    axes: Sequence[int] = (0, 1, 2),
+    selection: str = "mask",
+    batch_size: int = 64,
+    trained_indices: dict[int, list[int]] | None = None,
+    fuse: str = "mean",
+    class_idx: Any = None,
+    device: str | torch.device | None = None,
+    k: int = 16,
+    stride: int = 1,
+    min_brain_fraction: float = 0.0,
+) -> CAMVolume:
+    """CAM of one FA volume, in its voxel grid.
+
+    2D networks: every slice selected along each of ``axes`` (``selection``, ``k``, ``stride``,
+    ``min_brain_fraction`` as in :func:`~hcp_cam.transforms.slicing.slice_indices`; with
+    ``trained_indices``, only those slices) goes through ``eval_transform`` and, in batches, through
+    ``inferer``; its map is brought back to the slice with :func:`~hcp_cam.transforms.augment.map_to_slice`
+    and stacked into the volume. 3D networks (``network.spatial_dims == 3``): the volume goes through
+    ``eval_transform`` (e.g. resize + pad to the net input, invertible) and its map is inverted back.
+
+    Args:
+        fa: FA map ``(1, X, Y, Z)`` (a ``MetaTensor`` to name its file in errors).
+        mask: brain mask on the same grid, or ``None`` (brain = nonzero FA).
+        network: the classifier; put in eval mode during the call, its mode restored after.
+        inferer: callable ``inferer(inputs (B, 1, *S), network[, class_idx=...])`` returning an object
+            with ``logits (B, C)`` and ``maps (B, n_maps, *S)`` at input size (``CAMInferer``).
+        eval_transform: the eval chain of :func:`~hcp_cam.transforms.augment.build_slice_transforms`,
+            acting on items with keys ``image`` and ``mask``.
+        axes: slicing axes (2D networks).
+        selection: ``"mask"`` (every slice with brain) or ``"centre"``.
+        batch_size: slices per inferer call.
+        trained_indices: axis -> the slice indices the network was trained on; slices outside are
+            not computed and stay unknown (not covered). An axis absent from the dict is unknown.
+        fuse: ``"mean"`` or ``"max"`` over the axes that cover a voxel.
+        class_idx: class whose map is computed; ``None`` = the volume's predicted class, the argmax
+            of the logits averaged over all slices (one class for the whole volume). A non-int value
+            (e.g. ``"difference"``) is passed to the inferer as is.
+        device: where the network runs (default: where its parameters are).
+        k, stride, min_brain_fraction: slice selection, see ``slice_indices``.
+
+    Returns:
+        :class:`CAMVolume`; every map is 0 outside the brain.
+
+    Raises:
+        InputError: the mask grid differs from the FA grid, or the mask is empty.
+        ValueError: bad ``fuse``, or an axis with no slice to compute for a 2D network.
+    """
+    if fuse not in FUSE_MODES:
+        raise ValueError(f"fuse must be one of {FUSE_MODES}, got {fuse!r}")
+    fa_t, brain = _check_inputs(fa, mask)
+    shape = tuple(int(s) for s in fa_t.shape[1:])
+    if device is None:
+        p = next(network.parameters(), None)
+        device = p.device if p is not None else torch.device("cpu")
+    was_training = network.training
+    network.eval()
+    try:
+        if getattr(network, "spatial_dims", 2) == 3:
+            result = _cam_volume_3d(fa_t, brain, network, inferer, eval_transform, class_idx, device)
+        else:
+            result = _cam_volume_2d(
+                fa_t, brain, network, inferer, eval_transform, axes, selection, batch_size,
+                trained_indices, fuse, class_idx, device, k, stride, min_brain_fraction,
+            )  # fmt: skip
+    finally:
+        network.train(was_training)
+    inside = brain[0].bool()
+    result.fused = torch.where(inside, result.fused, torch.zeros(()))
+    result.per_axis = {a: torch.where(inside, v, torch.zeros(())) for a, v in result.per_axis.items()}
+    result.known = result.known & inside
+    assert result.fused.shape == shape
+    return result
+
+
+def _predicted_class(batches: list[torch.Tensor], network: torch.nn.Module, device: Any) -> torch.Tensor:
+    """Logits averaged over every input (a plain forward pass, no maps)."""
+    total, n = None, 0
+    with torch.no_grad():
+        for x in batches:
+            logits = network(x.to(device)).detach().cpu().to(torch.float32)
+            total = logits.sum(0) if total is None else total + logits.sum(0)
+            n += logits.shape[0]
+    return total / n
+
+
+def _cam_volume_2d(
+    fa, brain, network, inferer, eval_transform, axes, selection, batch_size,
+    trained_indices, fuse, class_idx, device, k, stride, min_brain_fraction,
+) -> CAMVolume:  # fmt: skip
+    shape = tuple(int(s) for s in fa.shape[1:])
+    slicer = Slices25Dd("image", "mask", selection, k, stride, axes, min_brain_fraction)
+    items = slicer({"image": fa, "mask": brain})
+    if trained_indices is not None:
+        allowed = {(int(a), int(i)) for a, idx in trained_indices.items() for i in idx}
+        items = [it for it in items if (it["axis"], it["index"]) in allowed]
+    if not items:
+        raise ValueError("no slice to compute: the selection and trained_indices leave nothing")
+    transformed = [eval_transform(it) for it in items]
+    batches = [
+        torch.stack([t["image"].as_tensor() for t in transformed[s : s + batch_size]])
+        for s in range(0, len(transformed), batch_size)
+    ]
+    logits_mean = None
+    if class_idx is None:
+        logits_mean = _predicted_class(batches, network, device)
+        class_idx = int(logits_mean.argmax())
+    maps: dict[int, list[torch.Tensor]] = {a: [] for a in axes}
+    indices: dict[int, list[int]] = {a: [] for a in axes}
+    logit_sum, pos = None, 0
+    for x in batches:
+        out = _call_inferer(inferer, x.to(device), network, class_idx)
+        logits = out.logits.detach().cpu().to(torch.float32)
+        logit_sum = logits.sum(0) if logit_sum is None else logit_sum + logits.sum(0)
+        chosen = _select_maps(out.maps.detach().cpu(), class_idx)
+        for b in range(chosen.shape[0]):
+            item, t = items[pos], transformed[pos]
+            maps[item["axis"]].append(map_to_slice(chosen[b], t, eval_transform)[0])
+            indices[item["axis"]].append(item["index"])
+            pos += 1
+    if logits_mean is None:
+        logits_mean = logit_sum / len(items)
+    per_axis, covered = {}, {}
+    for a in axes:
+        per_axis[a], covered[a] = stack_slices(maps[a], a, indices[a], shape)
+    fused, known = _fuse(list(per_axis.values()), list(covered.values()), fuse)
+    return CAMVolume(fused, per_axis, covered, class_idx, logits_mean, known)
+
+
+def _cam_volume_3d(fa, brain, network, inferer, eval_transform, class_idx, device) -> CAMVolume:
+    item = eval_transform({"image": fa, "mask": brain})
+    x = item["image"].as_tensor()[None]
+    logits_mean = None
+    if class_idx is None:
+        logits_mean = _predicted_class([x], network, device)
+        class_idx = int(logits_mean.argmax())
+    out = _call_inferer(inferer, x.to(device), network, class_idx)
+    if logits_mean is None:
+        logits_mean = out.logits.detach().cpu().to(torch.float32)[0]
+    chosen = _select_maps(out.maps.detach().cpu(), class_idx)
+    vol = map_to_slice(chosen[0], item, eval_transform)[0]
+    known = torch.ones(vol.shape, dtype=torch.bool)
+    return CAMVolume(vol.to(torch.float32), {}, {}, class_idx, logits_mean, known)
+
+
+def normalise01(
+    volume: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray | None = None
+) -> torch.Tensor:
+    """Min-max scale a volume to [0, 1] over the brain; 0 outside it.
+
+    Args:
+        volume: ``(X, Y, Z)`` (or ``(1, X, Y, Z)``) map.
+        mask: brain mask of the same shape (nonzero = brain); ``None`` uses every voxel.
+
+    Returns:
+        float32 tensor of the volume's shape: brain min -> 0, brain max -> 1; all 0 (with a warning)
+        when the map is constant over the brain.
+    """
+    v = torch.as_tensor(np.asarray(volume) if not isinstance(volume, torch.Tensor) else volume).to(
+        torch.float32
+    )
+    m = (
+        torch.ones_like(v, dtype=torch.bool)
+        if mask is None
+        else torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask).reshape(
+            v.shape
+        )
+        != 0
+    )
+    if not m.any():
+        raise ValueError("normalise01: the mask is empty")
+    lo, hi = v[m].min(), v[m].max()
+    if hi <= lo:
+        warnings.warn("normalise01: the map is constant over the brain; returning zeros", stacklevel=2)
+        return torch.zeros_like(v)
+    return torch.where(m, (v - lo) / (hi - lo), torch.zeros(())).clamp(0.0, 1.0)
+
+
+def write_cam_nifti(
+    volume: torch.Tensor | np.ndarray,
+    fa_reference: str | os.PathLike | nib.Nifti1Image,
+    out_path: str | os.PathLike,
+    kind: str = "raw",
+    class_name: str | None = None,
+) -> str:
+    """Write a CAM volume as float32 NIfTI with exactly the FA's affine and sform/qform.
+
+    Args:
+        volume: ``(X, Y, Z)`` or ``(1, X, Y, Z)`` map in the FA grid.
+        fa_reference: the FA file (or image) whose geometry the output keeps.
+        out_path: ``.nii`` or ``.nii.gz``, written atomically.
+        kind: ``"raw"`` (CAM values as computed) or ``"normalised"`` (values in [0, 1] per volume,
+            e.g. from :func:`normalise01`); stored in the header description, e.g.
+            ``"CAM raw, class old"`` or ``"CAM [0,1] per volume"``.
+        class_name: name of the class the map is for, added to the description.
+
+    Returns:
+        the output path.
+
+    Raises:
+        InputError: the reference cannot be read or its grid differs from the volume's.
+        ValueError: unknown ``kind``, non-finite values, or ``"normalised"`` values outside [0, 1].
+    """
+    if kind not in ("raw", "normalised"):
+        raise ValueError(f"kind must be 'raw' or 'normalised', got {kind!r}")
+    ref = fa_reference if isinstance(fa_reference, nib.Nifti1Image) else load_nifti(fa_reference, ndim=3)
+    data = volume.detach().cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
+    if data.ndim == 4 and data.shape[0] == 1:
+        data = data[0]
+    if data.shape != tuple(ref.shape[:3]):
+        where = fa_reference if not isinstance(fa_reference, nib.Nifti1Image) else ref.get_filename()
+        raise InputError(
+            f"CAM volume shape {data.shape} differs from the FA grid {tuple(ref.shape[:3])}", where
+        )
+    if not np.isfinite(data).all():
+        raise ValueError(f"{out_path}: CAM volume holds NaN or Inf")
+    if kind == "normalised" and (data.min() < 0 or data.max() > 1):
+        raise ValueError(f"{out_path}: kind='normalised' but values span [{data.min()}, {data.max()}]")
+    if not data.any():
+        warnings.warn(f"{out_path}: the CAM volume is all zero (written anyway)", stacklevel=2)
+    desc = "CAM raw" if kind == "raw" else "CAM [0,1] per volume"
+    if class_name is not None:
+        desc += f", class {class_name}"
+    return str(save_nifti_like(data.astype(np.float32), ref, out_path, description=desc))
