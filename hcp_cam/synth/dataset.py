@@ -1,0 +1,397 @@
+"""Write a synthetic HCP-like dataset: subject folders, participants table and ground truth.
+
+Layouts (``OUT`` is the dataset root)::
+
+    minimal:     OUT/<subject>/T1w/Diffusion/{data.nii.gz, bvals, bvecs, nodif_brain_mask.nii.gz}
+    unprocessed: OUT/<subject>/unprocessed/3T/Diffusion/<subject>_3T_DWI_dir<NN>_{RL,LR}.{nii.gz,bval,bvec}
+    both:        OUT/participants.csv                      subject,age,group
+                 OUT/derivatives/ground_truth/<subject>_fa.nii.gz, <subject>_roi.nii.gz
+                 OUT/derivatives/ground_truth/synth.json, README.txt
+
+Every file goes through :func:`hcp_cam.io.atomic_path`; ``synth.json`` is written last and marks
+a complete synth output (a later run may write over it without ``overwrite``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from hcp_cam.errors import ConfigError, InputError
+from hcp_cam.io import atomic_path, save_nifti_like, write_json_atomic
+from hcp_cam.synth.phantom import DEFAULT_ROI_CENTER, DEFAULT_ROI_RADIUS, TISSUE_PARAMS
+from hcp_cam.synth.signal import S0_WHITE_MATTER, GradientScheme, make_gradient_scheme, seed_words
+from hcp_cam.synth.subject import (
+    DEFAULT_SHAPE,
+    DEFAULT_VOXEL_SIZE,
+    SynthSubject,
+    check_subject_params,
+    make_subject,
+)
+
+__all__ = [
+    "AGE_BANDS",
+    "LAYOUTS",
+    "MANIFEST",
+    "SynthAcquisition",
+    "SynthDataset",
+    "draw_participants",
+    "write_dwi_nifti",
+    "generate_dataset",
+]
+
+AGE_BANDS: dict[str, tuple[tuple[int, int], ...]] = {
+    "young": ((8, 9), (14, 15)),
+    "old": ((25, 35), (45, 55), (65, 75)),
+}
+LAYOUTS = ("minimal", "unprocessed")
+MANIFEST = Path("derivatives") / "ground_truth" / "synth.json"
+_TR_S = 5.52  # HCP's diffusion repetition time, stored as the 4th zoom
+
+
+@dataclass
+class SynthAcquisition:
+    """The files of one run: DWI ``(X, Y, Z, N)`` NIfTI, FSL bvals/bvecs, and a mask if any."""
+
+    dwi: Path
+    bvals: Path
+    bvecs: Path
+    mask: Path | None = None
+
+
+@dataclass
+class SynthDataset:
+    """What :func:`generate_dataset` wrote.
+
+    Attributes:
+        root: the dataset folder.
+        layout: ``"minimal"`` or ``"unprocessed"``.
+        participants: DataFrame with columns ``subject`` (str), ``age`` (int, years), ``group``.
+        acquisitions: subject -> its runs (one for ``minimal``, ``2 * n_runs`` for ``unprocessed``).
+        true_fa: subject -> noise-free FA map (float32).
+        roi: subject -> effect-region mask (uint8), for every subject, young ones included.
+        manifest: ``derivatives/ground_truth/synth.json`` (parameters, seed, effect per subject).
+    """
+
+    root: Path
+    layout: str
+    participants: pd.DataFrame
+    acquisitions: dict[str, list[SynthAcquisition]] = field(default_factory=dict)
+    true_fa: dict[str, Path] = field(default_factory=dict)
+    roi: dict[str, Path] = field(default_factory=dict)
+    manifest: Path | None = None
+
+    @property
+    def subjects(self) -> list[str]:
+        return list(self.participants["subject"])
+
+
+def draw_participants(n_subjects: int, seed: int | Sequence[int] = 0) -> pd.DataFrame:
+    """Subject ids, ages and groups, deterministic from the seed.
+
+    Args:
+        n_subjects: number of subjects (>= 1); ``n // 2`` are old, the rest young.
+        seed: seed words.
+
+    Returns:
+        DataFrame sorted by id with ``subject`` (unique 6-digit strings, HCP-like), ``age`` (int
+        years, drawn in :data:`AGE_BANDS`, the bands of a group used in turn) and ``group``.
+    """
+    if n_subjects < 1:
+        raise ConfigError(f"need at least 1 subject, got {n_subjects}")
+    rng = np.random.default_rng([*seed_words(seed), 505])
+    ids = np.sort(rng.choice(900_000, size=n_subjects, replace=False) + 100_000)
+    n_old = n_subjects // 2
+    groups = rng.permutation(np.array(["young"] * (n_subjects - n_old) + ["old"] * n_old))
+    ages = np.zeros(n_subjects, dtype=int)
+    for group, bands in AGE_BANDS.items():
+        idx = np.flatnonzero(groups == group)
+        order = rng.permutation(len(bands))
+        for k, i in enumerate(idx):
+            lo, hi = bands[order[k % len(bands)]]
+            ages[i] = rng.integers(lo, hi + 1)
+    return pd.DataFrame({"subject": [f"{i:06d}" for i in ids], "age": ages, "group": groups})
+
+
+def _header(shape: Sequence[int], affine: np.ndarray, dtype: type | np.dtype) -> nib.Nifti1Header:
+    """A NIfTI header with the affine as sform and qform (code 1, scanner) and mm/s units."""
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(tuple(int(s) for s in shape))
+    hdr.set_data_dtype(dtype)
+    hdr.set_sform(affine, code=1)
+    hdr.set_qform(affine, code=1)
+    zooms = np.linalg.norm(affine[:3, :3], axis=0)
+    hdr.set_zooms((*zooms, _TR_S)[: len(shape)])
+    hdr.set_xyzt_units("mm", "sec")
+    return hdr
+
+
+def _reference(shape: Sequence[int], affine: np.ndarray) -> nib.Nifti1Image:
+    """A data-free 3D image whose geometry ``save_nifti_like`` copies."""
+    hdr = _header(shape[:3], affine, np.float32)
+    return nib.Nifti1Image(np.broadcast_to(np.float32(0), tuple(shape[:3])), affine, hdr)
+
+
+def write_dwi_nifti(
+    path: str | os.PathLike,
+    volumes: Iterable[np.ndarray],
+    shape: Sequence[int],
+    n_volumes: int,
+    affine: np.ndarray,
+    dtype: type | np.dtype = np.float32,
+    description: str = "",
+) -> Path:
+    """Stream 3D volumes into a 4D ``.nii.gz`` of shape ``(X, Y, Z, N)``, atomically.
+
+    NIfTI stores the 4th axis slowest, so volume ``k`` is one contiguous block: only one volume is
+    in memory at a time. The gzip stream has no time stamp (same data, same bytes).
+
+    Args:
+        path: output ``.nii.gz``.
+        volumes: ``n_volumes`` arrays of shape ``(X, Y, Z)``; cast to ``dtype`` (ints rounded and
+            clipped to the type's range).
+        shape: ``(X, Y, Z)``.
+        n_volumes: N.
+        affine: ``(4, 4)`` rigid affine, written as sform and qform.
+        dtype: stored type (float32 for preprocessed data, int16 for scanner-like raw data).
+        description: header ``descrip`` (80 bytes at most).
+
+    Raises:
+        InputError: a volume has the wrong shape or there are not exactly ``n_volumes``.
+    """
+    hdr = _header((*shape, n_volumes), affine, dtype)
+    hdr["descrip"] = description[:79].encode()
+    out_dtype = hdr.get_data_dtype()
+    limits = np.iinfo(out_dtype) if np.issubdtype(out_dtype, np.integer) else None
+    count = 0
+    with atomic_path(path) as tmp:
+        with (
+            open(tmp, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0) as gz,
+        ):
+            hdr.write_to(gz)
+            for vol in volumes:
+                vol = np.asarray(vol)
+                if vol.shape != tuple(shape):
+                    raise InputError(f"volume {count} has shape {vol.shape}, expected {tuple(shape)}", path)
+                if limits is not None:
+                    vol = np.clip(np.rint(vol), limits.min, limits.max)
+                gz.write(vol.astype(out_dtype).tobytes(order="F"))
+                count += 1
+        if count != n_volumes:
+            raise InputError(f"got {count} volumes, expected {n_volumes}", path)
+    return Path(path)
+
+
+def _check_target(out: Path, overwrite: bool) -> dict | None:
+    """Refuse a non-empty folder that is no synth output; return the previous manifest, if any."""
+    if out.exists() and not out.is_dir():
+        raise InputError("exists and is not a folder", out)
+    if not out.exists() or not any(out.iterdir()):
+        return None
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        try:
+            return json.loads(manifest.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            if not overwrite:
+                raise InputError(
+                    f"unreadable previous synth manifest ({e}); pass overwrite to replace", manifest
+                ) from e
+            return None
+    if not overwrite:
+        raise InputError(
+            f"folder is not empty and holds no previous synth output ({MANIFEST} missing); "
+            "choose an empty folder or pass --overwrite",
+            out,
+        )
+    return None
+
+
+def _remove_stale(out: Path, previous: dict | None, written: set[str]) -> None:
+    """Delete files a previous synth run wrote that this run did not rewrite (nothing else)."""
+    if not previous:
+        return
+    for rel in previous.get("files", []):
+        path = out / rel
+        if rel not in written and path.is_file() and out.resolve() in path.resolve().parents:
+            path.unlink()
+            for parent in path.parents:
+                if parent == out or any(parent.iterdir()):
+                    break
+                parent.rmdir()
+
+
+def generate_dataset(
+    out_dir: str | os.PathLike,
+    n_subjects: int = 16,
+    seed: int = 0,
+    shape: Sequence[int] = DEFAULT_SHAPE,
+    voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
+    snr: float | None = 30.0,
+    effect_size: float = 0.5,
+    layout: str = "minimal",
+    n_b0: int = 3,
+    n_per_shell: int = 10,
+    shells: Sequence[float] = (1000.0, 2000.0, 3000.0),
+    oblique_deg: float = 0.0,
+    n_runs: int = 2,
+    jitter: float = 1.0,
+    roi_center: Sequence[float] = DEFAULT_ROI_CENTER,
+    roi_radius: float = DEFAULT_ROI_RADIUS,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> SynthDataset:
+    """Write ``n_subjects`` synthetic HCP-like subjects with their ground truth under ``out_dir``.
+
+    Args:
+        out_dir: dataset root; created if missing. A non-empty folder is refused unless it holds
+            a previous synth output (whose files that this run does not rewrite are removed) or
+            ``overwrite`` is set (then only files of this run are written; nothing is removed).
+        n_subjects: number of subjects (>= 1), half young (8-15 y), half old (25-75 y).
+        seed: everything is reproducible from it (same seed, same arrays and bytes).
+        shape: grid ``(X, Y, Z)`` (>= 8 each); ``(145, 174, 145)`` with 1.25 mm is HCP's.
+        voxel_size: mm, e.g. ``(1.25, 1.25, 1.5)``.
+        snr: white-matter S0 over the Rician noise sigma; ``None`` for noise-free data.
+        effect_size: old subjects' relative RD increase in the effect region.
+        layout: ``"minimal"`` (preprocessed, masked float32) or ``"unprocessed"`` (scanner-like
+            int16, noise in the background, ``n_runs`` direction sets x RL/LR, no mask).
+        n_b0, n_per_shell, shells: the gradient scheme (see ``make_gradient_scheme``).
+        oblique_deg: obliquity of the (rigid, LAS) affine.
+        n_runs: direction sets of the unprocessed layout; set ``k`` has ``n_per_shell + k``
+            directions per shell, hence a distinct ``dir<NN>``.
+        jitter: scale of subject-to-subject variability.
+        roi_center, roi_radius: the effect region, normalised brain coordinates.
+        overwrite: write into a non-empty folder that is not a synth output.
+        progress: show a tqdm bar over subjects.
+
+    Returns:
+        a :class:`SynthDataset` with the paths and the participants table.
+
+    Raises:
+        ConfigError: a parameter is out of range.
+        InputError: ``out_dir`` is a file, or a non-empty folder that is no synth output.
+    """
+    if layout not in LAYOUTS:
+        raise ConfigError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if n_runs < 1:
+        raise ConfigError(f"n_runs must be >= 1, got {n_runs}")
+    participants = draw_participants(n_subjects, seed)
+    schemes = [make_gradient_scheme(n_b0, n_per_shell + r, shells, seed=seed, twist=r) for r in range(n_runs)]
+    if layout == "minimal":
+        schemes = schemes[:1]
+    check_subject_params(shape, voxel_size, effect_size, snr)  # before touching the target folder
+    out = Path(out_dir)
+    previous = _check_target(out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    gt_dir = out / "derivatives" / "ground_truth"
+    ds = SynthDataset(root=out, layout=layout, participants=participants)
+    effects: dict[str, float] = {}
+    rows = participants.itertuples(index=False)
+    for row in tqdm(rows, total=n_subjects, desc="synth", unit="subject", disable=not progress):
+        subj = make_subject(
+            row.subject, row.group, shape, voxel_size, seed=[seed, int(row.subject)], effect_size=effect_size, snr=snr,
+            scheme=schemes[0], oblique_deg=oblique_deg, jitter=jitter, roi_center=roi_center, roi_radius=roi_radius,
+        )  # fmt: skip
+        effects[row.subject] = subj.phantom.effect
+        ref = _reference(shape, subj.affine)
+        ds.acquisitions[row.subject] = _write_subject(out, subj, schemes, layout, ref)
+        ds.true_fa[row.subject] = save_nifti_like(
+            subj.fa, ref, gt_dir / f"{row.subject}_fa.nii.gz", "true noise-free FA", np.float32
+        )
+        ds.roi[row.subject] = save_nifti_like(
+            subj.roi, ref, gt_dir / f"{row.subject}_roi.nii.gz", "age-effect region", np.uint8
+        )
+    with atomic_path(out / "participants.csv") as tmp:
+        participants.to_csv(tmp, index=False)
+    params = {
+        "n_subjects": n_subjects, "seed": seed, "shape": list(shape), "voxel_size": list(voxel_size), "snr": snr,
+        "effect_size": effect_size, "layout": layout, "n_b0": n_b0, "n_per_shell": n_per_shell,
+        "shells": list(shells), "oblique_deg": oblique_deg, "n_runs": n_runs if layout == "unprocessed" else 1,
+        "jitter": jitter, "roi_center": list(roi_center), "roi_radius": roi_radius,
+    }  # fmt: skip
+    readme = gt_dir / "README.txt"
+    with atomic_path(readme) as tmp:
+        tmp.write_text(_readme(params))
+    written = {str(p.relative_to(out)) for p in _all_paths(ds) + [out / "participants.csv", readme]}
+    _remove_stale(out, previous, written)
+    manifest = {
+        "generator": "hcp_cam.synth.generate_dataset",
+        "parameters": params,
+        "tissue_params": {
+            k: {"ad": v[0], "rd": v[1], "s0": v[2] * S0_WHITE_MATTER} for k, v in TISSUE_PARAMS.items()
+        },
+        "subjects": [
+            {
+                "subject": r.subject,
+                "age": int(r.age),
+                "group": r.group,
+                "rd_increase_in_roi": effects[r.subject],
+            }
+            for r in participants.itertuples(index=False)
+        ],
+        "files": sorted(written | {str(MANIFEST)}),
+    }
+    ds.manifest = write_json_atomic(manifest, out / MANIFEST)
+    return ds
+
+
+def _write_subject(
+    out: Path, subj: SynthSubject, schemes: list[GradientScheme], layout: str, ref: nib.Nifti1Image
+) -> list[SynthAcquisition]:
+    """Write one subject's runs in the chosen layout and return their paths."""
+    shape, sid = subj.phantom.tissue.shape, subj.subject
+    if layout == "minimal":
+        d = out / sid / "T1w" / "Diffusion"
+        acq = SynthAcquisition(d / "data.nii.gz", d / "bvals", d / "bvecs", d / "nodif_brain_mask.nii.gz")
+        scheme = schemes[0]
+        volumes = subj.volumes(run=0, scheme=scheme, mask_output=True)
+        write_dwi_nifti(acq.dwi, volumes, shape, scheme.n, subj.affine, np.float32, "hcp-cam synth DWI")
+        scheme.write_fsl(acq.bvals, acq.bvecs, subj.affine)
+        save_nifti_like(subj.mask, ref, acq.mask, "brain mask", np.uint8)
+        return [acq]
+    d = out / sid / "unprocessed" / "3T" / "Diffusion"
+    acqs = []
+    for r, scheme in enumerate(schemes):
+        for p, pe in enumerate(("RL", "LR")):
+            stem = d / f"{sid}_3T_DWI_dir{scheme.n}_{pe}"
+            acq = SynthAcquisition(Path(f"{stem}.nii.gz"), Path(f"{stem}.bval"), Path(f"{stem}.bvec"))
+            volumes = subj.volumes(run=2 * r + p, scheme=scheme)
+            write_dwi_nifti(acq.dwi, volumes, shape, scheme.n, subj.affine, np.int16, "hcp-cam synth raw DWI")
+            scheme.write_fsl(acq.bvals, acq.bvecs, subj.affine)
+            acqs.append(acq)
+    return acqs
+
+
+def _all_paths(ds: SynthDataset) -> list[Path]:
+    paths = list(ds.true_fa.values()) + list(ds.roi.values())
+    for acqs in ds.acquisitions.values():
+        for a in acqs:
+            paths += [a.dwi, a.bvals, a.bvecs] + ([a.mask] if a.mask else [])
+    return paths
+
+
+def _readme(params: dict) -> str:
+    text = """Synthetic HCP-like diffusion dataset written by `hcp-cam synth` (hcp_cam.synth).
+
+<subject>_fa.nii.gz   true, noise-free fractional anisotropy (float32) on the DWI grid.
+<subject>_roi.nii.gz  the age-effect region (uint8, 1 inside), written for every subject.
+synth.json            parameters, seed, tissue diffusivities (mm^2/s), each subject's RD increase.
+
+Old subjects have radial diffusivity times (1 + effect_size * a) in the region (a ~ N(1, 0.2)
+clipped to [0.5, 1.5]), so their FA is lower there; young subjects have no effect. Tensors are
+cylindrical (axial, radial, radial). bvecs follow FSL (image axes; x flipped only for a
+positive-determinant affine). The same parameters and seed give identical files.
+
+Parameters:
+"""
+    return text + "".join(f"  {k} = {v}\n" for k, v in params.items())

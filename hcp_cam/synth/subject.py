@@ -1,0 +1,214 @@
+"""One synthetic subject in memory: its anatomy, gradients, affine and noise, nothing on disk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from hcp_cam.errors import ConfigError
+from hcp_cam.synth.phantom import DEFAULT_ROI_CENTER, DEFAULT_ROI_RADIUS, Phantom, make_affine, make_phantom
+from hcp_cam.synth.signal import (
+    S0_WHITE_MATTER,
+    GradientScheme,
+    iter_dwi_volumes,
+    make_gradient_scheme,
+    seed_words,
+)
+
+__all__ = [
+    "DEFAULT_SHAPE",
+    "DEFAULT_VOXEL_SIZE",
+    "check_subject_params",
+    "SynthSubject",
+    "make_subject",
+    "SynthDWI",
+    "make_dwi",
+]
+
+# demo size: 2.5 mm voxels over a 100 x 120 x 100 mm field of view; a few seconds per subject
+DEFAULT_SHAPE: tuple[int, int, int] = (40, 48, 40)
+DEFAULT_VOXEL_SIZE: tuple[float, float, float] = (2.5, 2.5, 2.5)
+
+
+def check_subject_params(
+    shape: Sequence[int], voxel_size: Sequence[float], effect_size: float, snr: float | None
+) -> None:
+    """Raise :class:`ConfigError` for a grid, effect size or SNR that :func:`make_subject` refuses."""
+    if len(shape) != 3 or min(shape) < 8:
+        raise ConfigError(f"shape must be 3 sizes of at least 8 voxels, got {tuple(shape)}")
+    if len(voxel_size) != 3 or min(voxel_size) <= 0:
+        raise ConfigError(f"voxel_size must be 3 positive sizes in mm, got {tuple(voxel_size)}")
+    if effect_size < 0:
+        raise ConfigError(f"effect_size must be >= 0, got {effect_size}")
+    if snr is not None and not snr > 0:
+        raise ConfigError(f"snr must be > 0 (or None for no noise), got {snr}")
+
+
+@dataclass
+class SynthSubject:
+    """One synthetic subject in memory: anatomy, gradients, geometry and its noise stream.
+
+    The DWI is not stored: :meth:`volumes` regenerates it volume by volume (identically on every
+    call), so HCP-size subjects can be streamed to disk.
+
+    Attributes:
+        subject: 6-digit id.
+        group: ``"young"`` or ``"old"``.
+        phantom: tissues, tensors and the effect region on the ``(X, Y, Z)`` grid.
+        scheme: the gradients of run 0.
+        affine: ``(4, 4)`` voxel-to-world (RAS mm) affine.
+        sigma: Rician noise level (same unit as the signal; WM S0 is ``S0_WHITE_MATTER``).
+        seed: the subject's seed words; noise of run ``r`` comes from ``[*seed, 202, r]``.
+    """
+
+    subject: str
+    group: str
+    phantom: Phantom
+    scheme: GradientScheme
+    affine: np.ndarray
+    sigma: float
+    seed: tuple[int, ...]
+
+    @property
+    def fa(self) -> np.ndarray:
+        """``(X, Y, Z)`` float32 true FA."""
+        return self.phantom.fa
+
+    @property
+    def roi(self) -> np.ndarray:
+        """``(X, Y, Z)`` uint8 effect region."""
+        return self.phantom.roi
+
+    @property
+    def mask(self) -> np.ndarray:
+        """``(X, Y, Z)`` uint8 brain mask."""
+        return self.phantom.mask
+
+    def volumes(
+        self,
+        noise: bool = True,
+        run: int = 0,
+        scheme: GradientScheme | None = None,
+        mask_output: bool = False,
+    ) -> Iterator[np.ndarray]:
+        """Yield the run's volumes, ``(X, Y, Z)`` float32 each (see :func:`iter_dwi_volumes`)."""
+        rng = np.random.default_rng([*self.seed, 202, run]) if noise else None
+        return iter_dwi_volumes(self.phantom, scheme or self.scheme, self.sigma, rng, mask_output)
+
+    def dwi(self, noise: bool = True, run: int = 0, scheme: GradientScheme | None = None) -> np.ndarray:
+        """The whole run as one ``(N, X, Y, Z)`` float32 array (channel-first, as MONAI's)."""
+        scheme = scheme or self.scheme
+        out = np.empty((scheme.n, *self.phantom.tissue.shape), dtype=np.float32)
+        for k, vol in enumerate(self.volumes(noise, run, scheme)):
+            out[k] = vol
+        return out
+
+
+def make_subject(
+    subject: str = "100206",
+    group: str = "young",
+    shape: Sequence[int] = DEFAULT_SHAPE,
+    voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
+    seed: int | Sequence[int] = 0,
+    effect_size: float = 0.5,
+    snr: float | None = 30.0,
+    scheme: GradientScheme | None = None,
+    oblique_deg: float = 0.0,
+    jitter: float = 1.0,
+    effect_jitter: float = 0.2,
+    roi_center: Sequence[float] = DEFAULT_ROI_CENTER,
+    roi_radius: float = DEFAULT_ROI_RADIUS,
+) -> SynthSubject:
+    """Make one subject in memory (no file is written).
+
+    Args:
+        subject: its id.
+        group: ``"young"`` (no effect) or ``"old"`` (RD in the effect region times
+            ``1 + effect_size * a``, ``a ~ N(1, effect_jitter)`` clipped to [0.5, 1.5]).
+        shape: grid ``(X, Y, Z)`` in voxels.
+        voxel_size: mm.
+        seed: the subject's seed (an int or a list of ints); the anatomy draws do not depend on
+            ``group``, so a young and an old subject with the same seed differ only in the region.
+        effect_size: relative RD increase of old subjects (>= 0).
+        snr: S0 of white matter over the noise sigma; ``None`` or ``inf`` for no noise.
+        scheme: gradients; default :func:`make_gradient_scheme` with this seed.
+        oblique_deg: obliquity of the affine (see :func:`make_affine`).
+        jitter: scale of subject-to-subject variability (0: identical anatomy).
+        effect_jitter: relative standard deviation of the old subjects' effect amplitude.
+        roi_center: effect-region centre, normalised coordinates.
+        roi_radius: effect-region radius, normalised coordinates.
+
+    Raises:
+        ConfigError: unknown group, negative effect size, non-positive SNR or bad shape.
+    """
+    if group not in ("young", "old"):
+        raise ConfigError(f"group must be 'young' or 'old', got {group!r}")
+    check_subject_params(shape, voxel_size, effect_size, snr)
+    words = tuple(seed_words(seed))
+    amplitude = float(
+        np.clip(np.random.default_rng([*words, 404]).normal(1.0, effect_jitter * jitter), 0.5, 1.5)
+    )
+    effect = effect_size * amplitude if group == "old" else 0.0
+    phantom = make_phantom(
+        shape,
+        voxel_size,
+        rng=np.random.default_rng([*words, 303]),
+        effect=effect,
+        jitter=jitter,
+        roi_center=roi_center,
+        roi_radius=roi_radius,
+    )
+    sigma = 0.0 if snr is None or not np.isfinite(snr) else S0_WHITE_MATTER / float(snr)
+    return SynthSubject(
+        subject=str(subject),
+        group=group,
+        phantom=phantom,
+        scheme=scheme if scheme is not None else make_gradient_scheme(seed=words),
+        affine=make_affine(shape, voxel_size, oblique_deg),
+        sigma=sigma,
+        seed=words,
+    )
+
+
+@dataclass
+class SynthDWI:
+    """An in-memory acquisition for benchmarks.
+
+    Attributes:
+        dwi: ``(N, X, Y, Z)`` float32 signal (channel-first).
+        bvals: ``(N,)`` s/mm^2.
+        bvecs: ``(N, 3)`` unit vectors in the image-axis frame (zero for b0s).
+        mask: ``(X, Y, Z)`` uint8 brain mask.
+        fa: ``(X, Y, Z)`` float32 true FA.
+        affine: ``(4, 4)`` voxel-to-world affine.
+    """
+
+    dwi: np.ndarray
+    bvals: np.ndarray
+    bvecs: np.ndarray
+    mask: np.ndarray
+    fa: np.ndarray
+    affine: np.ndarray
+
+
+def make_dwi(
+    shape: Sequence[int] = DEFAULT_SHAPE,
+    n_b0: int = 3,
+    n_per_shell: int = 10,
+    shells: Sequence[float] = (1000.0, 2000.0, 3000.0),
+    seed: int | Sequence[int] = 0,
+    snr: float | None = 30.0,
+    voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
+) -> SynthDWI:
+    """One young subject's whole acquisition in memory, e.g. ``make_dwi((145, 174, 145), 18, 90)``.
+
+    The array is filled volume by volume in float32: HCP size (288 volumes) takes 4.2 GB for the
+    result plus a few hundred MB of working memory.
+    """
+    scheme = make_gradient_scheme(n_b0, n_per_shell, shells, seed=seed)
+    subj = make_subject(shape=shape, voxel_size=voxel_size, seed=seed, snr=snr, scheme=scheme)
+    return SynthDWI(
+        dwi=subj.dwi(), bvals=scheme.bvals, bvecs=scheme.bvecs, mask=subj.mask, fa=subj.fa, affine=subj.affine
+    )
