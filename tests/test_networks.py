@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from monai.networks.utils import convert_to_torchscript
 from monai.visualize import CAM
 from torch import nn
 
@@ -20,6 +21,9 @@ from hcp_cam.networks import (
     get_network,
 )
 from hcp_cam.networks.blocks import MIN_CHANNELS, AxisConvs, scale_channels
+
+# the bundle's export needs TorchScript, which torch 2.13 deprecates
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.(save|load)` is deprecated:DeprecationWarning")
 
 NAMES = ["alexnet", "vgg16", "googlenet", "googlenet_gmp", "inception_v3"]
 WIDTH = 0.125
@@ -157,6 +161,18 @@ def test_torchscript(name, spatial_dims):
         small = rand_input(spatial_dims, net.min_input_size - 1, batch=1)
         with pytest.raises(Exception, match=f"the minimum is {net.min_input_size}"):
             scripted(small)
+
+
+@pytest.mark.parametrize("name, spatial_dims", [("googlenet", 2), ("inception_v3", 3)])
+def test_monai_torchscript_export_round_trip(name, spatial_dims, tmp_path):
+    """What MONAI's ckpt_export does: script, verify against eager, save, load back."""
+    net = make(name, spatial_dims).eval()
+    x = rand_input(spatial_dims, small_size(name, spatial_dims))
+    path = tmp_path / "net.ts"
+    convert_to_torchscript(net, path, verify=True, inputs=[x], rtol=1e-4, atol=1e-5)
+    loaded = torch.jit.load(str(path))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), net(x))
 
 
 @pytest.mark.parametrize(

@@ -124,9 +124,10 @@ class CAMNetwork(nn.Module):
                 ]
             )
         )
+        # no Python keyword as a layer name ("global"): saved TorchScript would not load back
         pool_kind = Pool.ADAPTIVEAVG if pooling == "avg" else Pool.ADAPTIVEMAX
         self.pool = nn.Sequential(
-            OrderedDict([("global", Pool[pool_kind, spatial_dims](1)), ("flatten", nn.Flatten(1))])
+            OrderedDict([("global_pool", Pool[pool_kind, spatial_dims](1)), ("flatten", nn.Flatten(1))])
         )
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(units, num_classes)
