@@ -257,3 +257,39 @@ def test_invalid_configuration(kwargs, call_idx, match):
     net, x, _ = _net_and_batch(2)
     with pytest.raises(ConfigError, match=match):
         CAMInferer(**kwargs)(x, net, class_idx=call_idx)
+
+
+def _real_network_and_batch(name: str, spatial_dims: int):
+    from hcp_cam.networks import get_network
+
+    torch.manual_seed(0)
+    net = get_network(name, spatial_dims=spatial_dims, num_classes=2, width=0.0625).eval()
+    want = 3 if spatial_dims == 2 else 2  # feature maps of at least 3x3 (2x2x2): a map, not a scalar
+    size = next(s for s in range(net.min_input_size, 400) if net.feature_size(s) >= want)
+    x = torch.randn(2, 1, *[size] * spatial_dims)
+    return net, x
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("name", ["alexnet", "vgg16", "googlenet", "googlenet_gmp", "inception_v3"])
+def test_real_networks_cam_and_gradcam_match_monai(name, spatial_dims):
+    net, x = _real_network_and_batch(name, spatial_dims)
+    targets = torch.tensor([0, 1])
+    out = CAMInferer("cam")(x, net, class_idx=targets)
+    with torch.no_grad():
+        torch.testing.assert_close(out.logits, net(x), rtol=1e-5, atol=1e-6)
+    assert out.maps.shape == (2, 1, *x.shape[2:])
+    features, classifier = net.cam_layers()
+    monai_cam = CAM(
+        copy.deepcopy(net), target_layers=features, fc_layers=classifier, postprocessing=_identity
+    )
+    bias = net.classifier.bias[targets].view(-1, 1, *[1] * spatial_dims)
+    scale = float(out.maps.abs().max())
+    torch.testing.assert_close(out.maps + bias, monai_cam(x, class_idx=targets), rtol=1e-4, atol=1e-5 * scale)
+    grad = CAMInferer("gradcam")(x, net, class_idx=targets)
+    monai_gc = GradCAM(copy.deepcopy(net), target_layers=features, postprocessing=_identity)
+    for b in range(2):
+        theirs = monai_gc(x[b : b + 1], class_idx=int(targets[b]))
+        torch.testing.assert_close(
+            grad.maps[b : b + 1], theirs, rtol=1e-4, atol=1e-5 * float(theirs.detach().abs().max()) + 1e-12
+        )

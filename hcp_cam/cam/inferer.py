@@ -168,7 +168,7 @@ class CAMInferer(Inferer):
         check = getattr(network, "check_input_size", None)
         if callable(check):  # the manual feature/head path bypasses forward()'s size check
             check(list(x.shape))
-        with _inference_state(network):
+        with _inference_state(network, freeze=self.method != "cam"):
             if self.method == "cam":
                 logits, maps, targets = self._cam(x, network, spec)
             else:
@@ -326,24 +326,26 @@ def _coefficients(spec: ClassIdx, logits: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 class _inference_state:
-    """Eval mode and frozen parameters inside, the network's exact previous state after.
+    """Eval mode (and, for gradient methods, frozen parameters) inside; the exact old state after.
 
-    Every module's ``training`` flag and every parameter's ``requires_grad`` are restored; nothing
-    here writes ``.grad``.
+    Only what differs is touched: the modules in training mode, the parameters that require grad
+    (an eval-mode network costs nothing here). Nothing here writes ``.grad``.
     """
 
-    def __init__(self, network: nn.Module) -> None:
+    def __init__(self, network: nn.Module, freeze: bool) -> None:
         self.network = network
+        self.freeze = freeze
 
     def __enter__(self) -> None:
-        self.modes = [(m, m.training) for m in self.network.modules()]
-        self.flags = [(p, p.requires_grad) for p in self.network.parameters()]
-        self.network.eval()
-        for p, _ in self.flags:
+        self.training = [m for m in self.network.modules() if m.training]
+        self.frozen = [p for p in self.network.parameters() if p.requires_grad] if self.freeze else []
+        for m in self.training:
+            m.training = False
+        for p in self.frozen:
             p.requires_grad_(False)
 
     def __exit__(self, *exc: Any) -> None:
-        for m, mode in self.modes:
-            m.training = mode
-        for p, flag in self.flags:
-            p.requires_grad_(flag)
+        for m in self.training:
+            m.training = True
+        for p in self.frozen:
+            p.requires_grad_(True)
