@@ -103,6 +103,8 @@ def test_cam_equals_formula_and_logits(spatial_dims, pooling):
         assert torch.allclose(out.logits, net(x), atol=1e-6)
     assert torch.equal(out.class_idx, pred)
     torch.testing.assert_close(out.maps, _formula(net, x, pred), rtol=1e-5, atol=1e-6)
+    named = CAMInferer("cam", target_layer="features", upsample=False)(x, net)  # the feature layer by name
+    assert torch.equal(named.maps, out.maps)
     if pooling == "avg":  # GAP: spatial mean of M_c plus the bias is the logit of c
         means = out.maps.flatten(2).mean(2)[:, 0] + net.classifier.bias[pred]
         torch.testing.assert_close(means, out.logits.gather(1, pred[:, None])[:, 0], rtol=1e-5, atol=1e-5)

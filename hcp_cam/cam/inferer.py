@@ -100,7 +100,7 @@ class CAMInferer(Inferer):
             ``"gradcampp"`` (any layer, one forward and one backward pass per map).
         target_layer: name of the module (``network.named_modules()``) whose output the gradient
             methods use; ``None`` is the feature layer (``network.cam_layers()[0]``). ``cam``
-            always uses the feature layer.
+            always uses the feature layer (``None`` or its name; another name raises at the call).
         class_idx: which class each map is for. ``None`` (or ``"predicted"``): each sample's
             predicted class; an ``int``: that class for every sample; a sequence or ``(B,)`` tensor:
             one class per sample; ``"all"``: one map per class; ``"difference"``: class 1 minus
@@ -127,10 +127,6 @@ class CAMInferer(Inferer):
     ) -> None:
         if method not in METHODS:
             raise ConfigError(f"CAM method must be one of {METHODS}, got {method!r}")
-        if method == "cam" and target_layer is not None:
-            raise ConfigError(
-                "method 'cam' always uses the feature layer; target_layer is for 'gradcam'/'gradcampp'"
-            )
         _check_keyword(class_idx)
         self.method = method
         self.target_layer = target_layer
@@ -185,6 +181,12 @@ class CAMInferer(Inferer):
             raise ConfigError(
                 f"method 'cam' needs a global-pooling head (features, pool, classifier: nn.Linear); "
                 f"{type(network).__name__} has none: use method='gradcam' with a target_layer"
+            )
+        feature_name = _cam_layer_names(network)[0]
+        if self.target_layer not in (None, feature_name):
+            raise ConfigError(
+                f"method 'cam' always uses the feature layer {feature_name!r}, not {self.target_layer!r}; "
+                "other layers need 'gradcam'/'gradcampp'"
             )
         with torch.no_grad():
             feats = network.features(x)
