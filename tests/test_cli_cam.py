@@ -1,0 +1,339 @@
+"""`hcp-cam cam` (hcp_cam.cam.single) on real NIfTI files and real networks, and the pipeline's
+model-randomisation check. Networks are built untrained with get_network (AlexNet, width 0.125,
+48x48 slices) and saved as a run folder (config.json, datalist.json, checkpoints/model.pt)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from dwi_fixtures import make_affine, write_dwi
+
+from hcp_cam.cam.inferer import CAMInferer
+from hcp_cam.cam.pipeline import run_cam_inference
+from hcp_cam.cli import main
+from hcp_cam.errors import ConfigError
+from hcp_cam.networks import NETWORKS, get_network
+from hcp_cam.training.data import PreparedData, build_transforms
+
+SHAPE = (12, 14, 10)
+IMAGE_SIZE = 48
+K = 4  # slices per axis the "run" was trained on: fewer than the volume has, so some stay unknown
+CONFIG = {
+    "arch": "alexnet",
+    "spatial_dims": 2,
+    "slices_per_axis": K,
+    "slice_selection": "centre",
+    "image_size": IMAGE_SIZE,
+    "network_width": 0.125,
+    "batch_norm": None,
+    "num_classes": 2,
+    "seed": 0,
+}
+
+
+def _ellipsoid(shape=SHAPE) -> np.ndarray:
+    grid = np.stack(np.meshgrid(*[np.arange(s) - (s - 1) / 2 for s in shape], indexing="ij"), -1)
+    return np.linalg.norm(grid / (np.asarray(shape) / 2), axis=-1) <= 0.95
+
+
+def _save(data: np.ndarray, affine: np.ndarray, path: Path) -> Path:
+    img = nib.Nifti1Image(data, affine)
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    nib.save(img, str(path))
+    return path
+
+
+def _write_run(folder: Path, network: nn.Module, cfg: dict | None = None, labels=("young", "old")) -> Path:
+    """A run folder as training writes it; returns checkpoints/model.pt."""
+    (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(cfg or CONFIG))
+    if labels is not None:
+        (folder / "datalist.json").write_text(json.dumps({"labels": list(labels), "training": []}))
+    torch.save(network.state_dict(), folder / "checkpoints" / "model.pt")
+    return folder / "checkpoints" / "model.pt"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A run folder with an untrained AlexNet and a tiny FA map with its mask (LAS affine)."""
+    root = tmp_path_factory.mktemp("cam_cli")
+    torch.manual_seed(0)
+    net = get_network("alexnet", width=CONFIG["network_width"])
+    assert net.min_input_size <= IMAGE_SIZE
+    ckpt = _write_run(root / "run", net)
+    # a training checkpoint holds the weights under "model", beside the optimizer state
+    torch.save(
+        {"model": net.state_dict(), "epoch": 1}, root / "run" / "checkpoints" / "checkpoint_epoch=1.pt"
+    )
+    mask = _ellipsoid()
+    fa = np.where(mask, np.random.default_rng(0).uniform(0.1, 0.9, SHAPE), 0).astype(np.float32)
+    affine = make_affine("las")
+    return {
+        "root": root,
+        "ckpt": ckpt,
+        "net": net,
+        "affine": affine,
+        "mask_array": mask,
+        "fa": _save(fa, affine, root / "fa.nii.gz"),
+        "mask": _save(mask.astype(np.uint8), affine, root / "mask.nii.gz"),
+    }
+
+
+def _geometry_equal(a: Path, b: Path) -> None:
+    ia, ib = nib.load(str(a)), nib.load(str(b))
+    assert ia.shape[:3] == ib.shape[:3]
+    np.testing.assert_array_equal(ia.affine, ib.affine)
+    for getter in ("get_sform", "get_qform"):
+        ma, ca = getattr(ia.header, getter)(coded=True)
+        mb, cb = getattr(ib.header, getter)(coded=True)
+        assert int(ca) == int(cb) > 0
+        np.testing.assert_array_equal(ma, mb)
+
+
+def _trained_range(n: int, k: int = K) -> set[int]:
+    start = (n - k) // 2  # centre of the mask's box, which spans the whole (small) volume here
+    return set(range(start, start + k))
+
+
+def test_fa_input_writes_cam_in_fa_grid(files, tmp_path, capsys):
+    prefix = tmp_path / "out" / "sub01"
+    rc = main(["cam", "--checkpoint", str(files["ckpt"]), str(files["fa"]), "--mask", str(files["mask"])]
+              + ["--out", str(prefix), "--class", "old", "--device", "cpu"])  # fmt: skip
+    assert rc == 0
+    line = capsys.readouterr().out.strip()
+    assert len(line.splitlines()) == 1 and "predicted" in line and " mm" in line and "CAM of old" in line
+    cam_p, cam01_p = Path(f"{prefix}_cam.nii.gz"), Path(f"{prefix}_cam01.nii.gz")
+    for p in (cam_p, cam01_p, Path(f"{prefix}_overlay.png")):
+        assert p.is_file()
+    _geometry_equal(cam_p, files["fa"])
+    _geometry_equal(cam01_p, files["fa"])
+    raw_img, cam01 = nib.load(str(cam_p)), nib.load(str(cam01_p)).get_fdata()
+    assert raw_img.header["descrip"].tobytes().startswith(b"CAM raw, class old")
+    raw, mask = raw_img.get_fdata(), files["mask_array"]
+    assert np.all(raw[~mask] == 0) and np.abs(raw[mask]).max() > 0
+    assert cam01.min() >= 0 and np.isclose(cam01.max(), 1.0)
+    # slices outside the trained centre range of every axis are unknown: 0 in the map
+    outside = np.ones(SHAPE, bool)
+    for axis, n in enumerate(SHAPE):
+        idx = np.arange(n)[tuple(slice(None) if a == axis else None for a in range(3))]
+        outside &= ~np.isin(idx, sorted(_trained_range(n)))
+    assert (outside & mask).any()
+    assert np.all(raw[outside] == 0) and np.all(raw[~outside & mask] != 0)
+    row = json.loads(Path(f"{prefix}_bbox.json").read_text())
+    keys = ("predicted", "prob_young", "prob_old", "cam_class", "peak_voxel", "peak_mm", "box", "box_min_mm")
+    keys += ("box_max_mm", "threshold_fraction", "checkpoint", "method", "slices")
+    assert set(keys) <= set(row)
+    assert row["cam_class"] == "old" and np.isclose(row["prob_young"] + row["prob_old"], 1.0)
+    peak = tuple(row["peak_voxel"])
+    assert raw[peak] == raw[mask].max() and np.isclose(cam01[peak], 1.0)
+    np.testing.assert_allclose(row["peak_mm"], nib.affines.apply_affine(files["affine"], peak), atol=1e-3)
+    box = row["box"]
+    assert not box["empty"] and all(
+        lo <= i <= hi for lo, i, hi in zip(box["min_index"], peak, box["max_index"], strict=True)
+    )
+
+
+def test_slices_all_fills_the_untrained_slices(files, tmp_path):
+    prefix = tmp_path / "all"
+    rc = main(["cam", "--checkpoint", str(files["ckpt"]), str(files["fa"]), "--out", str(prefix)]
+              + ["--slices", "all", "--no-figure", "--threshold", "0.5"])  # fmt: skip
+    assert rc == 0
+    raw = nib.load(f"{prefix}_cam.nii.gz").get_fdata()
+    assert np.all(raw[files["mask_array"]] != 0)  # FA > 0 is the brain here, every slice computed
+    assert not Path(f"{prefix}_overlay.png").exists()
+    row = json.loads(Path(f"{prefix}_bbox.json").read_text())
+    assert (
+        row["threshold_fraction"] == 0.5 and row["slices"] == "all" and row["cam_class"] == row["predicted"]
+    )
+
+
+def test_dwi_input_fits_fa_first(files, tmp_path, caplog):
+    dwi = write_dwi(tmp_path / "dwi", shape=SHAPE, affine="oblique", n_per_shell=6, noise_sigma=5.0)
+    prefix = tmp_path / "out" / "dwi01"
+    epoch_ckpt = files["root"] / "run" / "checkpoints" / "checkpoint_epoch=1.pt"
+    caplog.set_level("INFO")
+    # gradients found beside the DWI (dwi.bval/dwi.bvec); nested training checkpoint; Grad-CAM
+    rc = main(["cam", "--checkpoint", str(epoch_ckpt), str(dwi.dwi), "--mask", str(dwi.mask), "--out", str(prefix)]
+              + ["--method", "gradcam", "--class", "difference", "--no-figure"])  # fmt: skip
+    assert rc == 0
+    fa_p = Path(f"{prefix}_fa.nii.gz")
+    _geometry_equal(fa_p, dwi.dwi)
+    _geometry_equal(Path(f"{prefix}_cam.nii.gz"), fa_p)
+    fa = nib.load(str(fa_p)).get_fdata()
+    assert np.abs(fa[dwi.mask_array] - dwi.fa[dwi.mask_array]).mean() < 0.05
+    row = json.loads(Path(f"{prefix}_bbox.json").read_text())
+    assert row["method"] == "gradcam" and row["cam_class"] == "old minus young" and row["fa"] == str(fa_p)
+    assert "fitting the tensor" in caplog.text
+
+
+def test_labels_default_when_no_datalist(tmp_path, files, caplog):
+    ckpt = _write_run(tmp_path / "run", files["net"], labels=None)
+    caplog.set_level("INFO")
+    rc = main(["cam", "--checkpoint", str(ckpt), str(files["fa"]), "--out", str(tmp_path / "s")]
+              + ["--class", "1", "--no-figure"])  # fmt: skip
+    assert rc == 0
+    assert "assuming the classes ['young', 'old']" in caplog.text
+    assert json.loads((tmp_path / "s_bbox.json").read_text())["cam_class"] == "old"
+
+
+class HeadlessNet(nn.Module):
+    """A small classifier without the GAP head (no ``features``/``classifier``): CAM cannot use it."""
+
+    def __init__(self, num_classes: int = 2, **_: object) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(nn.functional.adaptive_avg_pool2d(torch.relu(self.conv(x)), 8).flatten(1))
+
+
+def test_cam_method_needs_a_gap_head(tmp_path, files, monkeypatch, capsys):
+    with pytest.raises(ConfigError, match="use method='gradcam'"):
+        CAMInferer("cam")(torch.zeros(1, 1, 16, 16), HeadlessNet())
+    # through the CLI: registered as a real network of the registry, loaded from a real checkpoint
+    monkeypatch.setitem(NETWORKS, "headless", HeadlessNet)
+    ckpt = _write_run(tmp_path / "run", HeadlessNet(), {**CONFIG, "arch": "headless"})
+    prefix = tmp_path / "h"
+    assert main(["cam", "--checkpoint", str(ckpt), str(files["fa"]), "--out", str(prefix)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "gradcam" in err and "HeadlessNet" in err
+    assert not list(tmp_path.glob("h_*"))
+    rc = main(["cam", "--checkpoint", str(ckpt), str(files["fa"]), "--out", str(prefix)]
+              + ["--method", "gradcam", "--layer", "conv", "--no-figure"])  # fmt: skip
+    assert rc == 0 and Path(f"{prefix}_cam.nii.gz").is_file()
+
+
+def test_all_zero_cam_is_written_with_empty_box(tmp_path, files, caplog, capsys):
+    net = get_network("alexnet", width=CONFIG["network_width"])
+    with torch.no_grad():
+        net.classifier.weight.zero_()  # every class map is sum_k 0 * f_k = 0
+    ckpt = _write_run(tmp_path / "run", net)
+    prefix = tmp_path / "z"
+    rc = main(["cam", "--checkpoint", str(ckpt), str(files["fa"]), "--out", str(prefix), "--class", "old"])
+    assert rc == 0
+    assert "zero" in caplog.text and "WARNING" in caplog.text
+    assert "box empty" in capsys.readouterr().out
+    for suffix in ("_cam.nii.gz", "_cam01.nii.gz"):
+        assert not nib.load(f"{prefix}{suffix}").get_fdata().any()
+    row = json.loads(Path(f"{prefix}_bbox.json").read_text())
+    assert row["box"]["empty"] and row["box_min_mm"] is None
+    assert Path(f"{prefix}_overlay.png").is_file()
+
+
+def _bad_case(kind: str, files: dict, tmp: Path) -> tuple[list[str], str]:
+    """CLI arguments (without --out) of one bad input, and a phrase the error must hold."""
+    run = files["root"] / "run"
+    ckpt, fa, mask, aff = str(files["ckpt"]), str(files["fa"]), files["mask_array"], files["affine"]
+    if kind in ("arch", "classes"):
+        name, ncls = ("vgg16", 2) if kind == "arch" else ("alexnet", 3)
+        other = run / "checkpoints" / f"other_{kind}.pt"
+        torch.save(get_network(name, width=0.125, num_classes=ncls).state_dict(), other)
+        return ["--checkpoint", str(other), fa], "does not fit the configured network"
+    if kind == "text":
+        p = run / "checkpoints" / "notes.pt"
+        p.write_text("these are not weights\n")
+        return ["--checkpoint", str(p), fa], "not a PyTorch checkpoint"
+    if kind == "truncated":
+        p = run / "checkpoints" / "truncated.pt"
+        p.write_bytes(files["ckpt"].read_bytes()[:2000])
+        return ["--checkpoint", str(p), fa], "not a PyTorch checkpoint"
+    if kind == "missing_ckpt":
+        return ["--checkpoint", str(run / "checkpoints" / "nope.pt"), fa], "does not exist"
+    if kind == "mask_grid":
+        p = _save(np.ones((12, 14, 9), np.uint8), aff, tmp / "m.nii.gz")
+        return ["--checkpoint", ckpt, fa, "--mask", str(p)], "mask grid (12, 14, 9) differs"
+    if kind == "mask_affine":
+        shifted = aff.copy()
+        shifted[:3, 3] += 5.0
+        p = _save(mask.astype(np.uint8), shifted, tmp / "m.nii.gz")
+        return ["--checkpoint", ckpt, fa, "--mask", str(p)], "affine differs"
+    if kind == "empty_mask":
+        p = _save(np.zeros(SHAPE, np.uint8), aff, tmp / "m.nii.gz")
+        return ["--checkpoint", ckpt, fa, "--mask", str(p)], "mask is empty"
+    if kind == "dwi_empty_mask":  # must fail before the tensor fit writes PREFIX_fa
+        d = write_dwi(tmp / "dwi", shape=SHAPE, n_per_shell=6)
+        _save(np.zeros(SHAPE, np.uint8), d.affine, d.mask)
+        return ["--checkpoint", ckpt, str(d.dwi), "--mask", str(d.mask)], "mask is empty"
+    if kind == "roi_grid":
+        p = _save(np.ones((6, 6, 6), np.uint8), aff, tmp / "roi.nii.gz")
+        return ["--checkpoint", ckpt, fa, "--roi", str(p)], "ROI grid (6, 6, 6) differs"
+    if kind == "5d":
+        p = _save(np.zeros((*SHAPE, 2, 2), np.float32), aff, tmp / "five.nii.gz")
+        return ["--checkpoint", ckpt, str(p)], "got a 5D image"
+    if kind == "missing":
+        return ["--checkpoint", ckpt, str(tmp / "absent_fa.nii.gz")], "not found"
+    if kind == "not_nifti":
+        p = tmp / "fa.nii.gz"
+        p.write_text("not an image")
+        return ["--checkpoint", ckpt, str(p)], "cannot read the input image as NIfTI"
+    if kind == "class":
+        return ["--checkpoint", ckpt, fa, "--class", "middle"], "unknown cam_class 'middle'"
+    raise AssertionError(kind)
+
+
+BAD = ["arch", "classes", "text", "truncated", "missing_ckpt", "mask_grid", "mask_affine", "empty_mask"]
+BAD += ["dwi_empty_mask", "roi_grid", "5d", "missing", "not_nifti", "class"]
+
+
+@pytest.mark.parametrize("kind", BAD)
+def test_bad_input_exit_2_nothing_written(kind, files, tmp_path, capsys):
+    args, phrase = _bad_case(kind, files, tmp_path)
+    prefix = tmp_path / "out" / "sub"
+    assert main(["cam", *args, "--out", str(prefix)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("hcp-cam cam: error:"), err
+    assert phrase in err, err
+    assert captured.out == ""
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def _prepared(files: dict, subjects: list[str]) -> PreparedData:
+    entries = [
+        {
+            "subject": s,
+            "acquisition": "dwi",
+            "group": "old",
+            "label": 1,
+            "fa": str(files["fa"]),
+            "mask_abs": None,
+        }
+        for s in subjects
+    ]
+    datalist = {"labels": ["young", "old"], "training": [], "validation": [], "test": entries}
+    return PreparedData(files["root"], datalist, {"training": [], "validation": [], "test": entries}, 2, K)
+
+
+def test_pipeline_randomisation_check(files, tmp_path):
+    _, eval_t = build_transforms(spatial_dims=2, image_size=IMAGE_SIZE)
+    out = tmp_path / "run"
+    table = run_cam_inference(
+        _prepared(files, ["s1"]), files["net"], out, eval_t, cam_class="old", figures=False
+    )
+    assert list(table["subject"]) == ["s1"]
+    rc = json.loads((out / "cam" / "randomisation_check.json").read_text())
+    for key in ("spearman", "interpretation", "passed", "n_inputs", "class", "method", "acquisition"):
+        assert key in rc
+    r = rc["spearman"]["all_layers"]
+    assert -1.0 <= r < 0.999 and -1.0 <= rc["spearman"]["classifier"] < 0.999
+    assert rc["passed"] == (r < 0.5) and rc["interpretation"].startswith("low" if r < 0.5 else "high")
+    assert rc["class"] == 1 and rc["acquisition"] == "s1/dwi" and rc["n_inputs"] == 3 * K
+    off = tmp_path / "off"
+    run_cam_inference(
+        _prepared(files, ["s1"]),
+        files["net"],
+        off,
+        eval_t,
+        cam_class="old",
+        figures=False,
+        randomisation_check=False,
+    )
+    assert (off / "cam" / "summary.csv").is_file() and not (off / "cam" / "randomisation_check.json").exists()
