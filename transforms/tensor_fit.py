@@ -103,6 +103,19 @@ def _plain(x: torch.Tensor | np.ndarray) -> torch.Tensor:
     return x.as_tensor() if isinstance(x, MetaTensor) else torch.as_tensor(x)
 
 
+def _finite_rows(signal: torch.Tensor) -> torch.Tensor:
+    """``(V,)`` True where a row of ``signal`` ``(V, N)`` holds no NaN/Inf.
+
+    A row sum is finite unless the row holds NaN/Inf (or overflows): only those rows are checked
+    element by element, which saves a full pass over the signal.
+    """
+    finite = torch.isfinite(signal.sum(dim=1))
+    if not bool(finite.all()):
+        suspect = torch.nonzero(~finite).squeeze(1)
+        finite[suspect] = torch.isfinite(signal[suspect]).all(dim=1)
+    return finite
+
+
 class DTIFit(Transform):
     """Fit the diffusion tensor inside a mask and return the requested maps.
 
@@ -175,15 +188,24 @@ class DTIFit(Transform):
             )
         spatial = tuple(dwi.shape[1:])
         sel = self._fit_mask(dwi, mask, b0_mask, spatial, name)
-        xyz = torch.nonzero(torch.as_tensor(sel)).T  # (3, V) voxel indices
+        flat_idx = torch.nonzero(torch.as_tensor(sel).reshape(-1)).squeeze(1)  # (V,) voxel numbers
         vol = _plain(dwi).permute(1, 2, 3, 0)  # a view: gather voxels without copying the whole DWI
+        # LoadDWI keeps the file's (X, Y, Z, N) layout: rows of a flat view are gathered fastest
+        rows = vol.reshape(-1, vol.shape[-1]) if vol.is_contiguous() else None
+        xyz = None if rows is not None else torch.stack(torch.unravel_index(flat_idx, spatial))
 
         outs = {m: torch.zeros((TENSOR_METRICS[m][0], *spatial), dtype=torch.float32) for m in self.metrics}
-        for start in range(0, xyz.shape[1], self.chunk_size):
-            idx = xyz[:, start : start + self.chunk_size]
-            signal = vol[idx[0], idx[1], idx[2]]  # (V, N)
-            finite = torch.isfinite(signal).all(dim=1)
-            signal = torch.where(finite[:, None], signal, torch.zeros_like(signal))
+        flat_outs = {m: t.view(t.shape[0], -1) for m, t in outs.items()}
+        for start in range(0, flat_idx.shape[0], self.chunk_size):
+            idx = flat_idx[start : start + self.chunk_size]
+            if rows is not None:
+                signal = rows.index_select(0, idx)  # (V, N), a copy
+            else:
+                sub = xyz[:, start : start + self.chunk_size]
+                signal = vol[sub[0], sub[1], sub[2]]
+            finite = _finite_rows(signal)
+            if not bool(finite.all()):
+                signal[~finite] = 0.0
             if self.fit_backend == "torch":
                 evals, evecs = fit_tensor_torch(
                     signal, bvals, bvecs, self.min_signal, self.device, self.dtype, self.chunk_size
@@ -191,10 +213,11 @@ class DTIFit(Transform):
             else:
                 ev, evc = fit_tensor_dipy(signal.double().numpy(), bvals, bvecs, b0_thr, self.min_signal)
                 evals, evecs = torch.from_numpy(ev), torch.from_numpy(evc)
+            del signal
             for m, values in tensor_metrics(evals, evecs, self.metrics).items():
                 values = torch.nan_to_num(values.float(), nan=0.0, posinf=0.0, neginf=0.0)
                 values = values * finite.reshape(-1, *([1] * (values.ndim - 1)))
-                outs[m][:, idx[0], idx[1], idx[2]] = values.reshape(values.shape[0], -1).T
+                flat_outs[m].index_copy_(1, idx, values.reshape(values.shape[0], -1).T)
         return {m: self._wrap(t, dwi, m) for m, t in outs.items()}
 
     @staticmethod
