@@ -5,6 +5,7 @@ model-randomisation check. Networks are built untrained with get_network (AlexNe
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -14,8 +15,9 @@ import torch
 import torch.nn as nn
 from dwi_fixtures import make_affine, write_dwi
 
+from hcp_cam.cam.bbox import EmptyCAMWarning
 from hcp_cam.cam.inferer import CAMInferer
-from hcp_cam.cam.pipeline import run_cam_inference
+from hcp_cam.cam.pipeline import randomisation_check_volume, run_cam_inference
 from hcp_cam.cli import main
 from hcp_cam.errors import ConfigError
 from hcp_cam.networks import NETWORKS, get_network
@@ -337,3 +339,27 @@ def test_pipeline_randomisation_check(files, tmp_path):
         randomisation_check=False,
     )
     assert (off / "cam" / "summary.csv").is_file() and not (off / "cam" / "randomisation_check.json").exists()
+
+
+@pytest.mark.parametrize(
+    "method, size, expect",
+    [("cam", IMAGE_SIZE, "number"), ("gradcam", 32, "undefined")],  # at 32 voxels the feature map is 1x1x1
+)
+def test_randomisation_check_3d_network(files, tmp_path, method, size, expect):
+    net = get_network("alexnet", spatial_dims=3, width=0.125)
+    _, eval_t = build_transforms(spatial_dims=3, image_size=size)
+    out = tmp_path / "rc.json"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmptyCAMWarning)
+        result = randomisation_check_volume(files["fa"], files["mask"], net, CAMInferer(method), eval_t, out)
+    written = json.loads(out.read_text())  # strict JSON: no NaN
+    assert (
+        written["input"] == "volume"
+        and written["n_inputs"] == 1
+        and written == json.loads(json.dumps(result))
+    )
+    r = written["spearman"]["all_layers"]
+    if expect == "number":
+        assert -1.0 <= r < 0.999 and written["interpretation"].split()[0] in ("low", "high")
+    else:
+        assert r is None and not written["passed"] and written["interpretation"].startswith("undefined")

@@ -309,7 +309,8 @@ def randomisation_check_volume(
     if mask_path is None:
         brain = (fa > 0).to(torch.float32)
     else:
-        brain = torch.from_numpy(np.asarray(load_nifti(mask_path, ndim=3).dataobj) > 0)[None].to(torch.float32)
+        mask_np = np.asarray(load_nifti(mask_path, ndim=3).dataobj) > 0
+        brain = torch.from_numpy(mask_np)[None].to(torch.float32)
     if getattr(network, "spatial_dims", 2) == 3:
         inputs = eval_transform({"image": fa, "mask": brain})["image"].as_tensor()[None]
     else:
@@ -346,7 +347,7 @@ def randomisation_check_volume(
     elif r < RANDOMISATION_PASS:
         text = (
             f"low correlation ({r:.2f}): the maps change with the weights, as they should for a network "
-            "that learned something"
+            "that learned something (necessary, not sufficient, for maps that explain it)"
         )
     else:
         text = (
@@ -361,7 +362,7 @@ def randomisation_check_volume(
         "input": "volume" if getattr(network, "spatial_dims", 2) == 3 else f"slices ({cam_slices})",
         "n_inputs": int(inputs.shape[0]),
         "seed": seed,
-        "spearman": {k: float(v) for k, v in rho.items()},
+        "spearman": {k: float(v) if np.isfinite(v) else None for k, v in rho.items()},  # NaN is not JSON
         "passed": bool(np.isfinite(r) and r < RANDOMISATION_PASS),
         "threshold": RANDOMISATION_PASS,
         "interpretation": text,
