@@ -1,0 +1,258 @@
+"""Benchmark training throughput: the bundle's data pipeline against the same model on tensors in memory.
+
+The pipeline is the one ``bundles/cam_dmri/configs/train.json`` wires: slice items from
+:class:`hcp_cam.transforms.Slices25Dd` (ground-truth FA of :func:`hcp_cam.synth.make_subject`
+volumes), the train ``Compose`` of ``hcp_cam.training.data.build_transforms(spatial_dims=2)``
+through a MONAI ``CacheDataset`` (the deterministic head is cached, the random tail runs per
+sample) and a shuffling ``DataLoader``. For each network, per repeat:
+
+- ``pipeline``: ``--iterations`` training steps (forward, loss, backward, AdamW step) fed by the loader;
+- ``model_only``: the same steps on one batch already in memory (the ceiling of the pipeline);
+- ``data_only``: the loader alone, no model (what the transforms and collation cost).
+
+Reported: medians over ``--repeats`` in slices/s and ``efficiency = pipeline / model_only``. A
+table is printed last; ``--json`` writes every number with the machine and versions.
+
+    python benchmarks/bench_train.py --smoke --json /tmp/bench_train.json   # seconds
+    python benchmarks/bench_train.py --arch all --iterations 20 --repeats 3  # minutes on 2 cores
+    python benchmarks/bench_train.py --arch alexnet --num-workers 2          # the loader in workers
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import monai
+import numpy as np
+import psutil
+import torch
+from monai.data import CacheDataset, DataLoader, MetaTensor
+
+from hcp_cam.io import write_json_atomic
+from hcp_cam.networks import available_networks, get_network
+from hcp_cam.synth import make_subject
+from hcp_cam.synth.phantom import fa_from_diffusivities
+from hcp_cam.training.data import build_transforms
+from hcp_cam.transforms import Slices25Dd
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--arch", default="alexnet", help=f"network name or 'all' ({', '.join(available_networks())})"
+    )
+    p.add_argument("--image-size", type=int, default=64, help="slice size S (the bundle's image_size)")
+    p.add_argument(
+        "--width", type=float, default=0.25, help="channel multiplier (the bundle's network_width)"
+    )
+    p.add_argument("--batch-size", type=int, default=32, help="slices per step (the bundle's batch_size)")
+    p.add_argument("--iterations", type=int, default=20, help="timed training steps per repeat")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats; medians are reported")
+    p.add_argument("--subjects", type=int, default=4, help="synthetic FA volumes sliced into items")
+    p.add_argument(
+        "--slices-per-axis", type=int, default=16, help="Slices25Dd k (the bundle's slices_per_axis)"
+    )
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (the bundle's num_workers)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="write every number to this JSON file")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat: a seconds-long check")
+    args = p.parse_args(argv)
+    if args.arch != "all" and args.arch not in available_networks():
+        p.error(f"unknown --arch {args.arch!r}; choose 'all' or one of {available_networks()}")
+    for name in ("image_size", "batch_size", "iterations", "repeats", "subjects", "slices_per_axis"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.smoke:
+        args.image_size, args.width, args.batch_size = 32, 0.125, 4
+        args.iterations, args.repeats, args.subjects, args.slices_per_axis = 2, 1, 1, 2
+    return args
+
+
+def make_items(n_subjects: int, k: int, seed: int) -> list[dict[str, Any]]:
+    """Slice items as ``PreparedData.items`` makes them: ``image``/``mask`` ``(1, H, W)`` MetaTensors."""
+    slicer = Slices25Dd(keys="image", mask_key="mask", selection="centre", k=k)
+    items: list[dict[str, Any]] = []
+    for i in range(n_subjects):
+        group = ("young", "old")[i % 2]
+        subj = make_subject(subject=f"{100000 + i}", group=group, seed=seed + i, snr=None)
+        ph = subj.phantom
+        fa = torch.from_numpy(fa_from_diffusivities(ph.ad, ph.rd).astype(np.float32))[None]
+        affine = torch.as_tensor(subj.affine)
+        item = {
+            "image": MetaTensor(fa, affine=affine),
+            "mask": MetaTensor(torch.from_numpy(ph.mask.astype(np.uint8))[None], affine=affine),
+            "label": i % 2,
+            "subject": subj.subject,
+            "acquisition": "dir95",
+        }
+        items.extend(slicer(item))
+    return items
+
+
+def loop(loader: DataLoader) -> Iterator[dict[str, Any]]:
+    """Batches for ever (a new shuffled epoch whenever one ends)."""
+    while True:
+        yield from loader
+
+
+def train_steps(
+    net, opt, loss_fn, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], n: int, device
+) -> float:
+    """Seconds for ``n`` training steps over ``batches``."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        x, y = next(batches)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        opt.step()
+    sync()
+    return time.perf_counter() - t0
+
+
+def bench_arch(
+    arch: str, items: list[dict], args: argparse.Namespace, device: torch.device
+) -> dict[str, Any]:
+    net = get_network(arch, spatial_dims=2, in_channels=1, num_classes=2, width=args.width).to(device)
+    size = max(args.image_size, int(getattr(net, "min_input_size", 1)))
+    train_tf, _ = build_transforms(spatial_dims=2, image_size=size)
+    t0 = time.perf_counter()
+    ds = CacheDataset(items, transform=train_tf, cache_rate=1.0, progress=False, num_workers=0)
+    cache_s = time.perf_counter() - t0
+    loader = DataLoader(
+        ds, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.num_workers
+    )
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    batches = ((b["image"].as_tensor(), b["label"].long()) for b in loop(loader))
+    first = next(batches)
+    fixed = (first[0].to(device), first[1].to(device))
+
+    def in_memory() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            yield fixed
+
+    memory = in_memory()
+    train_steps(net, opt, loss_fn, memory, 2, device)  # warm-up: allocator, kernels
+    times: dict[str, list[float]] = {"pipeline": [], "model_only": [], "data_only": []}
+    n = args.iterations
+    for _ in range(args.repeats):  # interleaved, so that load from other processes hits all alike
+        times["pipeline"].append(train_steps(net, opt, loss_fn, batches, n, device))
+        times["model_only"].append(train_steps(net, opt, loss_fn, memory, n, device))
+        t = time.perf_counter()
+        for _ in range(n):
+            next(batches)
+        times["data_only"].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rate = {k: n * args.batch_size / v for k, v in med.items()}
+    return {
+        "arch": arch,
+        "image_size": size,
+        "n_items": len(items),
+        "cache_s": cache_s,
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "times_s": times,
+        "median_s": med,
+        "slices_per_s": rate,
+        "efficiency": rate["pipeline"] / rate["model_only"],
+        "data_share": med["data_only"] / med["pipeline"],
+    }
+
+
+def versions() -> dict[str, str]:
+    import ignite
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "ignite": ignite.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "device": str(device),
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    monai.utils.set_determinism(seed=args.seed)
+    items = make_items(args.subjects, args.slices_per_axis, args.seed)
+    archs = available_networks() if args.arch == "all" else [args.arch]
+    results = [bench_arch(a, items, args, device) for a in archs]
+    return {
+        "machine": machine(device),
+        "versions": versions(),
+        "settings": {
+            k: getattr(args, k)
+            for k in (
+                "image_size",
+                "width",
+                "batch_size",
+                "iterations",
+                "repeats",
+                "subjects",
+                "slices_per_axis",
+                "num_workers",
+                "smoke",
+            )
+        },
+        "results": results,
+    }
+
+
+def table(r: dict[str, Any]) -> str:
+    s, m = r["settings"], r["machine"]
+    lines = [
+        f"Training throughput, slices/s (median of {s['repeats']} x {s['iterations']} steps), batch "
+        f"{s['batch_size']}, width {s['width']}, device {m['device']}, {m['torch_threads']} threads, "
+        f"num_workers {s['num_workers']}",
+        f"{'arch':<14}{'size':>5}{'pipeline':>10}{'model only':>12}{'data only':>11}{'efficiency':>12}",
+    ]
+    for x in r["results"]:
+        v = x["slices_per_s"]
+        lines.append(
+            f"{x['arch']:<14}{x['image_size']:>5}{v['pipeline']:>10.1f}{v['model_only']:>12.1f}"
+            f"{v['data_only']:>11.1f}{x['efficiency']:>12.2f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = run(args)
+    if args.json:
+        write_json_atomic(result, args.json)
+    print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

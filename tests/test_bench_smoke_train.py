@@ -1,0 +1,44 @@
+"""benchmarks/bench_train.py --smoke runs in a subprocess and writes the JSON keys it promises."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def test_bench_train_smoke(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = _run("--smoke", "--arch", "alexnet", "--device", "cpu", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert set(r) >= {"machine", "versions", "settings", "results"}
+    assert set(r["versions"]) >= {"python", "torch", "monai", "numpy"}
+    assert r["machine"]["device"] == "cpu" and r["settings"]["smoke"] is True
+    (res,) = r["results"]
+    assert res["arch"] == "alexnet" and res["n_items"] > 0
+    for key in ("pipeline", "model_only", "data_only"):
+        assert len(res["times_s"][key]) == r["settings"]["repeats"]
+        assert res["median_s"][key] > 0 and res["slices_per_s"][key] > 0
+    expected = res["slices_per_s"]["pipeline"] / res["slices_per_s"]["model_only"]
+    assert math.isclose(res["efficiency"], expected, rel_tol=1e-9)
+    # the table comes last, one row per network
+    last = proc.stdout.strip().splitlines()[-1].split()
+    assert last[0] == "alexnet" and float(last[-1]) == round(res["efficiency"], 2)
+
+
+def test_bench_train_rejects_unknown_arch():
+    proc = _run("--smoke", "--arch", "resnet9000")
+    assert proc.returncode == 2 and "unknown --arch" in proc.stderr
