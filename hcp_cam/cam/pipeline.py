@@ -102,7 +102,9 @@ def cam_for_volume(
     if mask_path is not None:
         mask_np = np.asarray(load_nifti(mask_path, ndim=3).dataobj) > 0
         if mask_np.shape != fa_np.shape:
-            raise InputError(f"mask grid {mask_np.shape} differs from the FA grid {fa_np.shape} of {fa_path}", mask_path)
+            raise InputError(
+                f"mask grid {mask_np.shape} differs from the FA grid {fa_np.shape} of {fa_path}", mask_path
+            )
     else:
         mask_np = fa_np > 0
     if not mask_np.any():
@@ -151,7 +153,9 @@ def cam_for_volume(
         roi = np.asarray(load_nifti(roi_path, ndim=3).dataobj) > 0
         if roi.shape != fused.shape:
             raise InputError(f"ROI grid {roi.shape} differs from the FA grid {fused.shape}", roi_path)
-        row["localization"] = {k: _plain(v) for k, v in localization_scores(fused, roi, fraction=fraction).items()}
+        row["localization"] = {
+            k: _plain(v) for k, v in localization_scores(fused, roi, fraction=fraction).items()
+        }
     write_json_atomic(row, f"{prefix}_bbox.json")
     if figure:
         from hcp_cam.cam.figures import orthogonal_overlay
@@ -228,7 +232,15 @@ def run_cam_inference(
             cam_dir / e["subject"] / e["acquisition"], labels, class_idx=class_idx, trained_indices=trained,
             fraction=fraction, roi_path=roi, figure=figures, batch_size=batch_size,
         )  # fmt: skip
-        rows.append({"split": s, "subject": e["subject"], "acquisition": e["acquisition"], "group": e.get("group"), **row})
+        rows.append(
+            {
+                "split": s,
+                "subject": e["subject"],
+                "acquisition": e["acquisition"],
+                "group": e.get("group"),
+                **row,
+            }
+        )
     table = pd.json_normalize(rows)
     with atomic_path(cam_dir / "summary.csv") as tmp:
         table.to_csv(tmp, index=False)
@@ -250,20 +262,34 @@ def _mask_array(entry: dict, shape: Sequence[int]) -> np.ndarray:
     return np.asarray(load_nifti(entry["fa"], ndim=3).dataobj) > 0
 
 
+_SCORES = ("pointing_game", "energy_pointing_game", "iou", "dice", "box_iou")
+
+
 def _write_localization(table: pd.DataFrame, cam_dir: Path, labels: Sequence[str]) -> None:
-    cols = ["split", "subject", "acquisition", "group", "cam_class", "predicted"] + [
-        c for c in table.columns if c.startswith("localization.")
+    """Per-acquisition scores (CSV) and their mean per group (Markdown)."""
+    ids = [
+        c
+        for c in ("split", "subject", "acquisition", "group", "cam_class", "predicted")
+        if c in table.columns
     ]
-    loc = table[[c for c in cols if c in table.columns]].rename(columns=lambda c: c.replace("localization.", ""))
+    scores = [f"localization.{k}" for k in _SCORES if f"localization.{k}" in table.columns]
+    loc = table[ids + scores].rename(columns=lambda c: c.replace("localization.", ""))
+    loc[list(_SCORES)] = loc[list(_SCORES)].astype(float)
     with atomic_path(cam_dir / "localization.csv") as tmp:
         loc.to_csv(tmp, index=False)
-    numeric = [c for c in loc.columns if c not in ("split", "subject", "acquisition", "group", "cam_class", "predicted")]
-    summary = loc.groupby("group")[numeric].mean(numeric_only=True).reset_index() if "group" in loc else loc
+    summary = (
+        loc.groupby("group")[list(_SCORES)].mean().reset_index() if "group" in loc else loc[list(_SCORES)]
+    )
+    summary.insert(1, "n", loc.groupby("group").size().values if "group" in loc else len(loc))
     lines = ["| " + " | ".join(summary.columns) + " |", "|" + "---|" * len(summary.columns)]
     for _, r in summary.iterrows():
         lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r) + " |")
+    header = (
+        f"Localization of the CAM for class {loc['cam_class'].iloc[0]!r} against the ground-truth region, "
+        "mean per group (pointing game: share of acquisitions whose CAM peak lies in the region)\n\n"
+    )
     with atomic_path(cam_dir / "localization.md") as tmp:
-        tmp.write_text("Localization scores, mean per group\n\n" + "\n".join(lines) + "\n")
+        tmp.write_text(header + "\n".join(lines) + "\n")
 
 
 #: Spearman correlation below which the maps are taken to depend on the learned weights

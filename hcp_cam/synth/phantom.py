@@ -48,8 +48,8 @@ TISSUE_PARAMS: dict[str, tuple[float, float, float]] = {
 
 # effect region: a sphere in normalised coordinates, lateral to the ventricles and near the centre
 # so that the centre slices along every axis cut it (findings.md: off-centre effects are not learnt)
-DEFAULT_ROI_CENTER: tuple[float, float, float] = (0.25, -0.1, 0.2)
-DEFAULT_ROI_RADIUS: float = 0.22
+DEFAULT_ROI_CENTER: tuple[float, float, float] = (0.15, -0.05, 0.1)
+DEFAULT_ROI_RADIUS: float = 0.35
 
 _SEMI_AXIS_FRACTION = 0.42  # brain semi-axis / grid size: leaves a margin for shifts and bumps
 _GM_INNER = 0.85  # normalised radius where cortex starts

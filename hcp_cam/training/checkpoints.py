@@ -19,7 +19,13 @@ import torch
 
 from hcp_cam.errors import ConfigError
 
-__all__ = ["latest_checkpoint", "load_checkpoint", "resume_handlers", "best_model_path", "check_model_checkpoint"]
+__all__ = [
+    "latest_checkpoint",
+    "load_checkpoint",
+    "attach_resume",
+    "best_model_path",
+    "check_model_checkpoint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +48,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise ConfigError(f"checkpoint {path} does not exist")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises many types for a corrupt file (RuntimeError, EOFError, UnpicklingError)
+    except (
+        Exception
+    ) as e:  # torch raises many types for a corrupt file (RuntimeError, EOFError, UnpicklingError)
         raise ConfigError(
             f"checkpoint {path} is corrupt or not a PyTorch checkpoint ({type(e).__name__}: {e}); "
             "it was left as it is: remove it to resume from an earlier one, or start a new output_dir"
@@ -52,23 +60,30 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return obj
 
 
-def resume_handlers(ckpt_dir: str | os.PathLike, load_dict: Mapping[str, Any], resume: bool) -> list:
-    """The handlers that restore the latest checkpoint when ``resume`` is true (else none).
+def attach_resume(
+    trainer: Any, ckpt_dir: str | os.PathLike, load_dict: Mapping[str, Any], resume: bool
+) -> Path | None:
+    """Attach a ``CheckpointLoader`` of the latest checkpoint to ``trainer`` when ``resume`` is true.
 
-    The checkpoint is checked before any training starts, so a corrupt file stops the run with a
-    clear message instead of being overwritten by the next epoch's save.
+    The trainer then starts after the last completed epoch and runs to the same ``max_epochs``.
+    The checkpoint is read once here, before any training starts, so a corrupt file stops the
+    run with a clear message instead of being overwritten by the next epoch's save.
+
+    Returns:
+        the checkpoint resumed from, or ``None``.
     """
     if not resume:
-        return []
+        return None
     path = latest_checkpoint(ckpt_dir)
     if path is None:
         logger.info("resume: no checkpoint in %s, starting from epoch 1", ckpt_dir)
-        return []
+        return None
     load_checkpoint(path)
     from monai.handlers import CheckpointLoader
 
     logger.info("resume: continuing from %s", path)
-    return [CheckpointLoader(load_path=str(path), load_dict=dict(load_dict), map_location="cpu")]
+    CheckpointLoader(load_path=str(path), load_dict=dict(load_dict), map_location="cpu").attach(trainer)
+    return path
 
 
 def best_model_path(output_dir: str | os.PathLike, ckpt: str | os.PathLike | None = None) -> str:

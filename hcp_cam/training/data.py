@@ -41,6 +41,8 @@ __all__ = ["DEMO", "resolve_dataset_dir", "prepare_data", "PreparedData", "build
 logger = logging.getLogger(__name__)
 
 DEMO = "demo"
+# bumped whenever the synthetic generator's defaults change, so a cached demo dataset is remade
+DEMO_VERSION = 2
 SPLITS = ("training", "validation", "test")
 
 
@@ -53,13 +55,15 @@ def resolve_dataset_dir(
     never a silent fall-back to the demo data.
     """
     if str(dataset_dir) == DEMO:
-        target = Path(cache_dir) / f"demo_n{demo_subjects}_seed{demo_seed}"
+        target = Path(cache_dir) / f"demo{DEMO_VERSION}_n{demo_subjects}_seed{demo_seed}"
         if not (target / "participants.csv").is_file():
             _generate_demo(target, demo_subjects, demo_seed)
         return target
     path = Path(dataset_dir).expanduser()
     if not path.is_dir():
-        raise ConfigError(f"dataset_dir {str(path)!r} does not exist (use --dataset_dir demo for the synthetic data)")
+        raise ConfigError(
+            f"dataset_dir {str(path)!r} does not exist (use --dataset_dir demo for the synthetic data)"
+        )
     if not any((path / f"participants.{ext}").is_file() for ext in ("csv", "tsv")):
         raise ConfigError(f"dataset_dir {str(path)!r} has no participants.csv or participants.tsv")
     return path
@@ -121,14 +125,18 @@ class PreparedData:
     def _load(self, entries: Sequence[dict]) -> list[dict]:
         from hcp_cam.transforms import Slices25Dd
 
-        slicer = Slices25Dd(keys="image", mask_key="mask", selection=self.slice_selection, k=self.slices_per_axis)
+        slicer = Slices25Dd(
+            keys="image", mask_key="mask", selection=self.slice_selection, k=self.slices_per_axis
+        )
         out: list[dict] = []
         for e in entries:
             fa_img = load_nifti(e["fa"], ndim=3)
             fa = torch.as_tensor(np.asarray(fa_img.dataobj, dtype=np.float32))[None]
             mask = (fa > 0).to(torch.uint8)
             if e.get("mask_abs"):
-                mask = torch.as_tensor(np.asarray(load_nifti(e["mask_abs"], ndim=3).dataobj) > 0)[None].to(torch.uint8)
+                mask = torch.as_tensor(np.asarray(load_nifti(e["mask_abs"], ndim=3).dataobj) > 0)[None].to(
+                    torch.uint8
+                )
             item = {
                 "image": MetaTensor(fa, affine=torch.as_tensor(fa_img.affine)),
                 "mask": MetaTensor(mask, affine=torch.as_tensor(fa_img.affine)),

@@ -89,7 +89,10 @@ class _Collector:
 
 def _decollate_ids(batch: dict) -> list[dict]:
     n = len(batch["subject"])
-    return [{k: _item(batch[k], i) for k in ("subject", "acquisition", "axis", "index") if k in batch} for i in range(n)]
+    return [
+        {k: _item(batch[k], i) for k in ("subject", "acquisition", "axis", "index") if k in batch}
+        for i in range(n)
+    ]
 
 
 def _item(v: Any, i: int) -> Any:
@@ -141,7 +144,9 @@ class HistoryHandler:
         figures_dir: where ``curves.png``, ``accuracy.png`` and ``loss.png`` go at the end.
     """
 
-    def __init__(self, out_dir: str | os.PathLike, evaluator: Engine | None = None, figures_dir: str | None = None):
+    def __init__(
+        self, out_dir: str | os.PathLike, evaluator: Engine | None = None, figures_dir: str | None = None
+    ):
         self.out_dir = Path(out_dir)
         self.evaluator = evaluator
         self.figures_dir = Path(figures_dir) if figures_dir else self.out_dir.parent / "figures"
@@ -244,8 +249,12 @@ class TestReportHandler:
         from hcp_cam.reports.plots import plot_pr_roc_confusion
 
         score = prob_s[:, 1] if prob_s.shape[1] == 2 else prob_s
-        plot_pr_roc_confusion(y_s, score, prob_s.argmax(1), self.labels, self.output_dir / "figures", prefix=self.prefix)
-        engine.state.metrics.update({f"{self.prefix}_{k}": v for k, v in metrics.items() if isinstance(v, float)})
+        plot_pr_roc_confusion(
+            y_s, score, prob_s.argmax(1), self.labels, self.output_dir / "figures", prefix=self.prefix
+        )
+        engine.state.metrics.update(
+            {f"{self.prefix}_{k}": v for k, v in metrics.items() if isinstance(v, float)}
+        )
         logger.info(
             "%s: subject accuracy %.3f (majority baseline %.3f), slice accuracy %.3f, AUC %.3f, %d subjects",
             self.prefix,
@@ -266,7 +275,13 @@ class ImageGridHandler:
         max_images: how many images of the batch the grid shows.
     """
 
-    def __init__(self, summary_writer: Any, trainer: Engine | None = None, max_images: int = 16, tag: str = "val_inputs"):
+    def __init__(
+        self,
+        summary_writer: Any,
+        trainer: Engine | None = None,
+        max_images: int = 16,
+        tag: str = "val_inputs",
+    ):
         self.writer = summary_writer
         self.trainer = trainer
         self.max_images = max_images

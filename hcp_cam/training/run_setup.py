@@ -107,7 +107,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
-def prepare_output_dir(output_dir: str | os.PathLike, settings: Mapping[str, Any], resume: bool = False) -> str:
+def prepare_output_dir(
+    output_dir: str | os.PathLike, settings: Mapping[str, Any], resume: bool = False
+) -> str:
     """Create the run folder and record its configuration in ``config.json``.
 
     A folder that already holds a run of a *different* configuration is refused unless
