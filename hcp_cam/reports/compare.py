@@ -43,6 +43,8 @@ SUMMARY_COLUMNS = (
     ("test_subject_accuracy", "subject_accuracy", "Test accuracy (subjects)"),
     ("test_subject_auc", "roc_auc", "Test AUC (subjects)"),
     ("majority_baseline", "majority_baseline", "Majority baseline"),
+    ("pointing_game", "pointing_game", "CAM pointing game"),
+    ("energy_pointing_game", "energy_pointing_game", "CAM energy in region"),
 )
 
 
@@ -111,12 +113,27 @@ def read_run(run_dir: str | os.PathLike) -> dict:
     keys = ("slice_accuracy", "subject_accuracy", "roc_auc", "precision", "recall", "f1", "majority_baseline")
     for key in keys + ("n_subjects", "n_slices"):
         record[key] = _number(test.get(key))
+    record.update(_localization(run_dir / "cam" / "localization.csv"))
     missing = [k for k in keys if k not in test]
     if missing:
         logger.warning(
             "%s: missing keys %s (left out of the means)", run_dir / "metrics/test_metrics.json", missing
         )
     return record
+
+
+def _localization(path: Path) -> dict[str, float]:
+    """Mean pointing game and energy share over the subjects of the group the CAM is for (the
+    group that carries the planted effect); NaN when the run has no CAM localization table."""
+    out = {"pointing_game": math.nan, "energy_pointing_game": math.nan}
+    if not path.is_file():
+        return out
+    table = pd.read_csv(path, dtype={"subject": str})
+    rows = table[table["group"] == table["cam_class"]] if {"group", "cam_class"} <= set(table) else table
+    for key in out:
+        if key in rows and len(rows):
+            out[key] = float(pd.to_numeric(rows[key].astype(float), errors="coerce").mean())
+    return out
 
 
 def compare_runs(run_dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
