@@ -21,6 +21,7 @@ table is printed last; ``--json`` writes every number with the machine and versi
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -33,7 +34,7 @@ import monai
 import numpy as np
 import psutil
 import torch
-from monai.data import CacheDataset, DataLoader, MetaTensor
+from monai.data import CacheDataset, DataLoader, MetaTensor, set_track_meta
 
 from hcp_cam.io import write_json_atomic
 from hcp_cam.networks import available_networks, get_network
@@ -60,6 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--slices-per-axis", type=int, default=16, help="Slices25Dd k (the bundle's slices_per_axis)"
     )
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (the bundle's num_workers)")
+    p.add_argument("--persistent-workers", action="store_true", help="keep DataLoader workers across epochs")
+    p.add_argument(
+        "--no-track-meta",
+        action="store_true",
+        help="monai.data.set_track_meta(False) for the train pipeline (plain tensors, no affine tracking)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--seed", type=int, default=0)
@@ -98,10 +105,19 @@ def make_items(n_subjects: int, k: int, seed: int) -> list[dict[str, Any]]:
     return items
 
 
+def _worker_init(track_meta: bool, worker_id: int) -> None:
+    """DataLoader workers follow the main process's ``set_track_meta`` (also under ``spawn``)."""
+    set_track_meta(track_meta)
+
+
 def loop(loader: DataLoader) -> Iterator[dict[str, Any]]:
     """Batches for ever (a new shuffled epoch whenever one ends)."""
     while True:
         yield from loader
+
+
+def _plain(x: torch.Tensor) -> torch.Tensor:
+    return x.as_tensor() if isinstance(x, MetaTensor) else x
 
 
 def train_steps(
@@ -128,16 +144,25 @@ def bench_arch(
     net = get_network(arch, spatial_dims=2, in_channels=1, num_classes=2, width=args.width).to(device)
     size = max(args.image_size, int(getattr(net, "min_input_size", 1)))
     train_tf, _ = build_transforms(spatial_dims=2, image_size=size)
+    track = not args.no_track_meta
+    set_track_meta(track)
     t0 = time.perf_counter()
     ds = CacheDataset(items, transform=train_tf, cache_rate=1.0, progress=False, num_workers=0)
     cache_s = time.perf_counter() - t0
+    workers = args.num_workers
     loader = DataLoader(
-        ds, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.num_workers
+        ds,
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        persistent_workers=args.persistent_workers and workers > 0,
+        worker_init_fn=functools.partial(_worker_init, track) if workers > 0 else None,
     )
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     loss_fn = torch.nn.CrossEntropyLoss()
 
-    batches = ((b["image"].as_tensor(), b["label"].long()) for b in loop(loader))
+    batches = ((_plain(b["image"]), b["label"].long()) for b in loop(loader))
     first = next(batches)
     fixed = (first[0].to(device), first[1].to(device))
 
@@ -156,6 +181,7 @@ def bench_arch(
         for _ in range(n):
             next(batches)
         times["data_only"].append(time.perf_counter() - t)
+    set_track_meta(True)
     med = {k: statistics.median(v) for k, v in times.items()}
     rate = {k: n * args.batch_size / v for k, v in med.items()}
     return {
@@ -221,6 +247,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "subjects",
                 "slices_per_axis",
                 "num_workers",
+                "persistent_workers",
+                "no_track_meta",
                 "smoke",
             )
         },
@@ -233,7 +261,8 @@ def table(r: dict[str, Any]) -> str:
     lines = [
         f"Training throughput, slices/s (median of {s['repeats']} x {s['iterations']} steps), batch "
         f"{s['batch_size']}, width {s['width']}, device {m['device']}, {m['torch_threads']} threads, "
-        f"num_workers {s['num_workers']}",
+        f"num_workers {s['num_workers']}{' (persistent)' if s['persistent_workers'] else ''}, "
+        f"track_meta {not s['no_track_meta']}",
         f"{'arch':<14}{'size':>5}{'pipeline':>10}{'model only':>12}{'data only':>11}{'efficiency':>12}",
     ]
     for x in r["results"]:

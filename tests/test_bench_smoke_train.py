@@ -42,3 +42,35 @@ def test_bench_train_smoke(tmp_path):
 def test_bench_train_rejects_unknown_arch():
     proc = _run("--smoke", "--arch", "resnet9000")
     assert proc.returncode == 2 and "unknown --arch" in proc.stderr
+
+
+def test_train_chain_without_meta_tracking_gives_the_same_slices():
+    """What the benchmark's --no-track-meta (the recommended bundle change) relies on: the train
+    augmentations draw the same numbers and give the same pixels without MetaTensor tracking."""
+    import torch
+    from monai.data import MetaTensor, set_track_meta
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import bench_train
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    from hcp_cam.training.data import build_transforms
+
+    items = bench_train.make_items(n_subjects=1, k=2, seed=3)
+    out = {}
+    for track in (True, False):
+        set_track_meta(track)
+        try:
+            train, _ = build_transforms(spatial_dims=2, image_size=24)
+            train.set_random_state(seed=5)
+            out[track] = [train(dict(it)) for it in items for _ in range(3)]
+        finally:
+            set_track_meta(True)
+    assert isinstance(out[True][0]["image"], MetaTensor) and not isinstance(
+        out[False][0]["image"], MetaTensor
+    )
+    images = [torch.stack([o["image"].as_subclass(torch.Tensor) for o in out[t]]) for t in (True, False)]
+    assert images[0].shape == (len(items) * 3, 1, 24, 24)
+    assert images[0].std() > 0 and not torch.equal(images[0][0], images[0][1])  # augmented, not constant
+    assert torch.equal(images[0], images[1])
