@@ -9,12 +9,14 @@ writes every number with the machine and package versions.
 
     python benchmarks/bench_fa.py --smoke --json /tmp/bench_fa.json    # seconds
     python benchmarks/bench_fa.py --size small --repeats 3               # ~1 minute on 2 cores
+    python benchmarks/bench_fa.py --size half --threads 2                 # 73x87x73x288
     python benchmarks/bench_fa.py --size hcp --device cuda               # 145x174x145x288; ~10 GB RAM
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -37,6 +39,7 @@ from hcp_cam.transforms import DTIFit, LoadDWI
 SIZES = {
     "smoke": ((16, 18, 14), 2, 10),
     "small": ((48, 56, 48), 6, 30),
+    "half": ((73, 87, 73), 18, 90),  # HCP's 288 volumes on half the grid per axis (1/8 of the voxels)
     "hcp": ((145, 174, 145), 18, 90),
 }
 SHELLS = (1000.0, 2000.0, 3000.0)
@@ -130,8 +133,13 @@ def versions() -> dict[str, str]:
 
 
 def machine(device: str) -> dict[str, object]:
+    from hcp_cam.io import _fast_gzip_open
+
+    gz_open = _fast_gzip_open()
     info = {
         "platform": platform.platform(),
+        "gzip_decoder": "zlib (nibabel)" if gz_open is None else gz_open.__module__,
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -144,6 +152,8 @@ def machine(device: str) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
     size = "smoke" if args.smoke else args.size
     shape, n_b0, n_dirs = SIZES[size]
     repeats = 1 if args.smoke else args.repeats
@@ -193,6 +203,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "nii_gz_mib": round(file_mib, 2),
             "repeats": repeats,
             "dtype": str(args.dtype).replace("torch.", ""),
+            "dwi_mib": round(int(np.prod(shape)) * len(bvals) * 4 / 2**20, 1),
             "chunk_size": args.chunk_size,
         },
         "times_s": {"decode": decode_t, "torch": torch_t, "dipy": dipy_t},
@@ -201,6 +212,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "ratio_dipy_over_torch": med["dipy"] / med["torch"],
         "max_abs_dfa_in_mask": dfa,
         "peak_rss_mib": {"decode": decode_mem, "torch": torch_mem, "dipy": dipy_mem},
+        "decode_mb_per_s": int(np.prod(shape)) * len(bvals) * 4 / 1e6 / med["decode"],
         "end_to_end_s": {
             "decode": med["decode"],
             "fit_torch": med["torch"],
@@ -213,9 +225,11 @@ def table(r: dict[str, object]) -> str:
     s, med, vps, mem = r["sizes"], r["median_s"], r["voxels_per_s"], r["peak_rss_mib"]
     lines = [
         f"FA benchmark: {s['shape']} x {s['n_volumes']} volumes, {s['n_mask_voxels']} brain voxels, "
-        f"device {r['machine']['device']}, {s['dtype']}, median of {s['repeats']}",
+        f"device {r['machine']['device']} ({r['machine']['torch_threads']} threads), {s['dtype']}, "
+        f"median of {s['repeats']}; DWI {s['dwi_mib']} MiB in float32",
         f"{'step':<16}{'median s':>10}{'voxels/s':>12}{'peak RSS MiB':>14}",
-        f"{'decode .nii.gz':<16}{med['decode']:>10.3f}{'':>12}{mem['decode']:>14.1f}",
+        f"{'decode .nii.gz':<16}{med['decode']:>10.3f}{'':>12}{mem['decode']:>14.1f}"
+        f"   ({r['decode_mb_per_s']:.0f} MB/s, {r['machine']['gzip_decoder']})",
         f"{'fit torch':<16}{med['torch']:>10.3f}{vps['torch']:>12.0f}{mem['torch']:>14.1f}",
         f"{'fit dipy':<16}{med['dipy']:>10.3f}{vps['dipy']:>12.0f}{mem['dipy']:>14.1f}",
         f"speed ratio dipy/torch: {r['ratio_dipy_over_torch']:.1f}x   max |dFA| in mask: {r['max_abs_dfa_in_mask']:.2e}",
@@ -223,9 +237,46 @@ def table(r: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def plot(jsons: list[Path], out: Path) -> Path:
+    """Fit time against brain voxels (torch and DIPY) from saved ``--json`` results, as a PNG."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hcp_cam.reports.plots import save_figure
+
+    runs = sorted((json.loads(Path(j).read_text()) for j in jsons), key=lambda r: r["sizes"]["n_mask_voxels"])
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for step, label in (("torch", "torch WLS"), ("dipy", "DIPY WLS"), ("decode", "decode .nii.gz")):
+        pts = [
+            (r["sizes"]["n_mask_voxels"], r["median_s"][step])
+            for r in runs
+            if math.isfinite(r["median_s"][step])  # --skip-dipy leaves NaN
+        ]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", label=label)
+    m = runs[-1]["machine"]
+    ax.set(xlabel="brain voxels", ylabel="median seconds", xscale="log", yscale="log")
+    ax.set_title(f"FA: {m['processor']}, {m['torch_threads']} torch threads", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, out)
+    plt.close(fig)
+    return out
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", choices=("small", "hcp"), default="small", help="volume size (default small)")
+    p.add_argument(
+        "--size", choices=("small", "half", "hcp"), default="small", help="volume size (default small)"
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (DIPY is single-threaded)"
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed runs per step; the median is reported")
     p.add_argument("--device", default="cpu", help="torch device of the torch backend (cpu, cuda)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="torch compute dtype")
@@ -234,7 +285,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="write every number to this JSON file")
     p.add_argument("--smoke", action="store_true", help="tiny volume, one repeat: a seconds-long check")
+    p.add_argument(
+        "--plot", type=Path, help="draw time vs voxels from the --from JSON files to this PNG; no run"
+    )
+    p.add_argument("--from", dest="from_json", type=Path, nargs="+", default=[], help="JSON results to plot")
     args = p.parse_args(argv)
+    if args.plot and not args.from_json:
+        p.error("--plot needs --from JSON [JSON ...]")
     args.dtype = getattr(torch, args.dtype)
     if args.repeats < 1:
         p.error("--repeats must be >= 1")
@@ -243,6 +300,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.plot:
+        print(plot(args.from_json, args.plot))
+        return 0
     result = run(args)
     if args.json:
         write_json_atomic(result, args.json)

@@ -72,7 +72,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write every number to this JSON file")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat: a seconds-long check")
+    p.add_argument(
+        "--plot", help="draw slices/s vs batch size from the --from JSON files to this PNG; no run"
+    )
+    p.add_argument("--from", dest="from_json", nargs="+", default=[], help="JSON results to plot")
     args = p.parse_args(argv)
+    if args.plot and not args.from_json:
+        p.error("--plot needs --from JSON [JSON ...]")
     if args.arch != "all" and args.arch not in available_networks():
         p.error(f"unknown --arch {args.arch!r}; choose 'all' or one of {available_networks()}")
     for name in ("image_size", "batch_size", "iterations", "repeats", "subjects", "slices_per_axis"):
@@ -274,8 +280,47 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot(jsons: list[str], out: str) -> str:
+    """Slices/s against batch size (pipeline, model only, data only) from saved ``--json`` results."""
+    import json
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hcp_cam.reports.plots import save_figure
+
+    runs = [json.loads(Path(j).read_text()) for j in jsons]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    series: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for r in runs:
+        tag = f"{'no meta' if r['settings']['no_track_meta'] else 'meta'}, w{r['settings']['num_workers']}"
+        for x in r["results"]:
+            for kind in ("pipeline", "model_only", "data_only"):
+                key = (f"{x['arch']} {kind}" + ("" if kind == "model_only" else f" ({tag})"), kind)
+                series.setdefault(key, []).append((r["settings"]["batch_size"], x["slices_per_s"][kind]))
+    styles = {"pipeline": "-o", "model_only": "--s", "data_only": ":^"}
+    for (label, kind), pts in sorted(series.items()):
+        pts = sorted(dict(pts).items())
+        ax.plot(*zip(*pts, strict=True), styles[kind], label=label)
+    m = runs[0]["machine"]
+    ax.set(xlabel="batch size", ylabel="slices / s", xscale="log", yscale="log")
+    ax.set_title(f"Training throughput: {m['processor']}, {m['torch_threads']} torch threads", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, out)
+    plt.close(fig)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.plot:
+        print(plot(args.from_json, args.plot))
+        return 0
     result = run(args)
     if args.json:
         write_json_atomic(result, args.json)
