@@ -17,7 +17,8 @@ from dwi_fixtures import make_affine, write_dwi
 
 from hcp_cam.cam.bbox import EmptyCAMWarning
 from hcp_cam.cam.inferer import CAMInferer
-from hcp_cam.cam.pipeline import randomisation_check_volume, run_cam_inference
+from hcp_cam.cam.pipeline import run_cam_inference
+from hcp_cam.cam.sanity import randomisation_check_volume
 from hcp_cam.cli import main
 from hcp_cam.errors import ConfigError
 from hcp_cam.networks import NETWORKS, get_network
