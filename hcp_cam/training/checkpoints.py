@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from monai.handlers import CheckpointSaver
 
 from hcp_cam.errors import ConfigError
 
 __all__ = [
+    "AtomicCheckpointSaver",
     "latest_checkpoint",
     "load_checkpoint",
     "attach_resume",
@@ -30,6 +32,23 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _EPOCH = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
+
+
+class AtomicCheckpointSaver(CheckpointSaver):
+    """MONAI's ``CheckpointSaver`` whose files are written under a temporary name, then renamed.
+
+    MONAI turns ignite's atomic saving off (for file permissions, which ignite now sets itself),
+    so a run killed while saving left a truncated ``checkpoint_epoch=N.pt`` and, with
+    ``n_saved=1``, no other one: the run could not be resumed. Same arguments as
+    :class:`monai.handlers.CheckpointSaver`; use ``n_saved >= 2`` so that the previous checkpoint
+    (ignite removes the oldest before it writes the new one) survives a kill during a save.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for ckpt in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
+            if ckpt is not None:
+                ckpt.save_handler._atomic = True
 
 
 def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:

@@ -19,7 +19,7 @@ import torch
 from hcp_cam.errors import ConfigError
 from hcp_cam.io import write_json_atomic
 
-__all__ = ["find_bundle_root", "resolve_device", "prepare_output_dir", "RUN_CONFIG_KEYS"]
+__all__ = ["find_bundle_root", "resolve_device", "prepare_output_dir", "check_image_size", "RUN_CONFIG_KEYS"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,32 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} was asked for but CUDA is not available; use --device cpu")
     return dev
+
+
+def check_image_size(network: torch.nn.Module, image_size: int) -> torch.nn.Module:
+    """Refuse an ``image_size`` the network cannot take, before the run writes any file.
+
+    Without this check a too-small input fails only at the first forward pass, after the run
+    folder, its ``config.json`` and ``datalist.json`` were written.
+
+    Args:
+        network: a :class:`hcp_cam.networks.CAMNetwork` (its ``min_input_size``, voxels).
+        image_size: the slice side the transforms resize to (voxels).
+
+    Returns:
+        ``network``, unchanged.
+
+    Raises:
+        ConfigError: ``image_size`` is below the network's minimum; the message states it.
+    """
+    minimum = int(getattr(network, "min_input_size", 1))
+    if int(image_size) < minimum:
+        arch = getattr(network, "arch", type(network).__name__)
+        raise ConfigError(
+            f"image_size {image_size} is too small for {arch}: the minimum is {minimum} voxels; "
+            f"use --image_size {minimum} or more"
+        )
+    return network
 
 
 def prepare_output_dir(
