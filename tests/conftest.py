@@ -20,3 +20,25 @@ def _few_threads():
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A 10-subject synthetic dataset (24x28x24) and an FA cache, made once for the bundle tests."""
+    from bundle_helpers import make_tiny_dataset
+
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny_dataset"))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_data, tmp_path_factory):
+    """One tiny bundle training run (2 epochs), shared by the train, evaluate and inference tests.
+
+    Returns ``(output_dir, CompletedProcess)``; the evaluate/inference tests write into it too.
+    """
+    from bundle_helpers import CONFIGS, run_bundle
+
+    out = tmp_path_factory.mktemp("trained_run") / "run"
+    # absolute config path from a folder outside the repository: the bundle must not need the cwd
+    proc = run_bundle("training", CONFIGS / "train.json", out, tiny_data, cwd=out.parent)
+    return out, proc

@@ -1,0 +1,107 @@
+"""The bundle's ``evaluating`` and ``inference`` runs on the tiny training run's output."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from bundle_helpers import CONFIGS, output_of, run_bundle
+
+TEST_METRIC_KEYS = (
+    "subject_accuracy",
+    "slice_accuracy",
+    "roc_auc",
+    "precision",
+    "recall",
+    "f1",
+    "n_subjects",
+    "n_slices",
+    "majority_baseline",
+    "prediction_spread",
+    "constant_predictions",
+)
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained_run, tiny_data):
+    out, train_proc = trained_run
+    assert train_proc.returncode == 0, output_of(train_proc)[-4000:]
+    return out, run_bundle("evaluating", CONFIGS / "evaluate.json", out, tiny_data)
+
+
+@pytest.fixture(scope="module")
+def inferred(trained_run, tiny_data):
+    out, train_proc = trained_run
+    assert train_proc.returncode == 0, output_of(train_proc)[-4000:]
+    return out, run_bundle("inference", CONFIGS / "inference.json", out, tiny_data)
+
+
+def _test_subjects(out) -> set[str]:
+    return {e["subject"] for e in json.loads((out / "datalist.json").read_text())["test"]}
+
+
+def test_evaluate_writes_metrics_predictions_and_figures(evaluated):
+    out, proc = evaluated
+    assert proc.returncode == 0, output_of(proc)[-4000:]
+    metrics = json.loads((out / "metrics" / "test_metrics.json").read_text())
+    missing = [k for k in TEST_METRIC_KEYS if k not in metrics]
+    assert not missing, f"test_metrics.json lacks {missing}"
+    subjects = _test_subjects(out)
+    assert metrics["n_subjects"] == len(subjects)
+    for k in ("subject_accuracy", "slice_accuracy", "precision", "recall", "f1", "majority_baseline"):
+        assert 0.0 <= metrics[k] <= 1.0, (k, metrics[k])
+    table = pd.read_csv(out / "metrics" / "test_subject_predictions.csv", dtype={"subject": str})
+    assert set(table["subject"]) == subjects
+    np.testing.assert_allclose(table[["prob_young", "prob_old"]].sum(axis=1), 1.0, atol=1e-5)
+    # the reported subject accuracy is the one of the table it wrote
+    assert metrics["subject_accuracy"] == pytest.approx(float(table["correct"].mean()))
+    slices = pd.read_csv(out / "metrics" / "test_slice_predictions.csv", dtype={"subject": str})
+    assert len(slices) == metrics["n_slices"]
+    for name in ("test_pr.png", "test_roc.png", "test_confusion.png"):
+        assert (out / "figures" / name).stat().st_size > 1000, name
+
+
+def test_inference_writes_cam_volumes_in_the_fa_grid(inferred):
+    out, proc = inferred
+    assert proc.returncode == 0, output_of(proc)[-4000:]
+    cam_dir = out / "cam"
+    summary = pd.read_csv(cam_dir / "summary.csv", dtype={"subject": str})
+    assert set(summary["subject"]) == _test_subjects(out)
+    for row in summary.itertuples():
+        subject_dir = cam_dir / row.subject
+        fa = nib.load(row.fa)
+        cam = nib.load(subject_dir / f"{row.acquisition}_cam.nii.gz")
+        cam01 = nib.load(subject_dir / f"{row.acquisition}_cam01.nii.gz")
+        for img in (cam, cam01):
+            assert img.shape == fa.shape
+            np.testing.assert_allclose(img.affine, fa.affine, atol=1e-6)
+            np.testing.assert_allclose(img.header.get_zooms()[:3], fa.header.get_zooms()[:3], atol=1e-6)
+        data01 = np.asarray(cam01.dataobj)
+        assert np.nanmin(data01) >= 0.0 and np.nanmax(data01) <= 1.0 + 1e-6
+        assert np.nanmax(data01) > 0.5  # scaled to [0, 1] over the brain: the peak is 1
+        box = json.loads((subject_dir / f"{row.acquisition}_bbox.json").read_text())
+        peak = np.asarray(box["peak_voxel"])
+        assert np.all(peak >= 0) and np.all(peak < fa.shape)
+        # the world coordinates it reports are the FA's affine applied to the voxel
+        np.testing.assert_allclose(box["peak_mm"], (fa.affine @ np.append(peak, 1.0))[:3], atol=1e-4)
+        assert not box["box"]["empty"]
+        assert np.all(np.asarray(box["box"]["max_index"]) < fa.shape)
+        assert box["prob_young"] + box["prob_old"] == pytest.approx(1.0, abs=1e-5)
+        assert (subject_dir / f"{row.acquisition}_overlay.png").stat().st_size > 1000
+
+
+def test_inference_scores_localization_and_randomisation(inferred, tiny_data):
+    out, proc = inferred
+    assert proc.returncode == 0, output_of(proc)[-4000:]
+    assert any((tiny_data.dataset_dir / "derivatives" / "ground_truth").glob("*_roi.nii.gz"))
+    loc = pd.read_csv(out / "cam" / "localization.csv", dtype={"subject": str})
+    assert set(loc["subject"]) == _test_subjects(out)
+    for col in ("pointing_game", "energy_pointing_game", "iou", "dice", "box_iou"):
+        assert loc[col].between(0.0, 1.0).all(), (col, loc[col].tolist())
+    check = json.loads((out / "cam" / "randomisation_check.json").read_text())
+    assert isinstance(check["passed"], bool)
+    assert -1.0 <= check["spearman"]["all_layers"] <= 1.0
+    assert check["n_inputs"] > 0
