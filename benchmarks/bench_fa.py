@@ -103,19 +103,21 @@ class PeakRSS:
         return (self.peak - self.base) / 2**20
 
 
-def timed(fn: Callable[[], object], repeats: int) -> tuple[list[float], float, object]:
-    """Run ``fn`` ``repeats`` times; return the times (s), the peak RSS growth (MiB) and the last result."""
-    times, peak, out = [], 0.0, None
+def timed(fn: Callable[[], object], repeats: int) -> tuple[list[float], float, object, list[float]]:
+    """Run ``fn`` ``repeats`` times; return the wall times (s), the peak RSS growth (MiB), the last
+    result and the process CPU times (s; steadier than wall time on a shared machine)."""
+    times, cpu, peak, out = [], [], 0.0, None
     for _ in range(repeats):
         out = None  # let the previous result go before measuring the next
         with PeakRSS() as mem:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out = fn()
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
         peak = max(peak, mem.mib)
-    return times, peak, out
+    return times, peak, out, cpu
 
 
 def versions() -> dict[str, str]:
@@ -174,13 +176,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         file_mib = dwi_p.stat().st_size / 2**20
 
         load = LoadDWI()
-        decode_t, decode_mem, loaded = timed(lambda: load(dwi_p, mask=mask_p), repeats)
+        decode_t, decode_mem, loaded, decode_c = timed(lambda: load(dwi_p, mask=mask_p), repeats)
         dwi, brain = loaded
         fit_torch = DTIFit(backend="torch", device=args.device, chunk_size=args.chunk_size, dtype=args.dtype)
         fit_dipy = DTIFit(backend="dipy", chunk_size=args.chunk_size)
-        torch_t, torch_mem, fa_torch = timed(lambda: fit_torch(dwi, brain)["fa"], repeats)
-        dipy_t, dipy_mem, fa_dipy = (
-            ([float("nan")], float("nan"), None)
+        torch_t, torch_mem, fa_torch, torch_c = timed(lambda: fit_torch(dwi, brain)["fa"], repeats)
+        dipy_t, dipy_mem, fa_dipy, dipy_c = (
+            ([float("nan")], float("nan"), None, [float("nan")])
             if args.skip_dipy
             else timed(lambda: fit_dipy(dwi, brain)["fa"], repeats)
         )
@@ -208,6 +210,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         },
         "times_s": {"decode": decode_t, "torch": torch_t, "dipy": dipy_t},
         "median_s": med,
+        "cpu_s": {"decode": decode_c, "torch": torch_c, "dipy": dipy_c},
         "voxels_per_s": {k: n_mask / med[k] for k in ("torch", "dipy")},
         "ratio_dipy_over_torch": med["dipy"] / med["torch"],
         "max_abs_dfa_in_mask": dfa,
