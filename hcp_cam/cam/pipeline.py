@@ -119,20 +119,26 @@ def cam_for_volume(
     prob = torch.softmax(logits, 0).numpy()
     shown = vol.class_idx if vol.class_idx is not None else int(prob.argmax())
     name = _class_name(shown, labels)
-    fused = vol.fused.numpy()
+    known = vol.known.numpy() if vol.known is not None else mask_np
+    if not known.any():
+        raise InputError("no brain voxel lies on a slice the network was trained on", fa_path)
+    # voxels on no computed slice are unknown: 0 in the written maps, and never the peak or
+    # inside the box (filled with the lowest known value, or 0 if that is lower)
+    fused = np.where(known, vol.fused.numpy(), 0.0).astype(np.float32)
+    scored = np.where(known, fused, min(0.0, float(fused[known].min()))).astype(np.float32)
     prefix = Path(out_prefix)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", EmptyCAMWarning)
-        box = bounding_box(fused, fraction=fraction)
-    if caught or not (fused > 0).any():
+        box = bounding_box(scored, fraction=fraction)
+    if caught or not (fused[known] > 0).any():
         logger.warning("%s: the CAM is zero or negative everywhere; written, with an empty box", fa_path)
     write_cam_nifti(fused, fa_img, f"{prefix}_cam.nii.gz", kind="raw", class_name=name)
-    if fused.max() > fused.min():
-        cam01 = normalise01(fused, mask_np).numpy()
+    if fused[known].max() > fused[known].min():
+        cam01 = normalise01(fused, known).numpy()
     else:
         cam01 = np.zeros_like(fused)
     write_cam_nifti(cam01, fa_img, f"{prefix}_cam01.nii.gz", kind="normalised", class_name=name)
-    peak = [int(i) for i in np.unravel_index(int(np.argmax(np.where(mask_np, fused, -np.inf))), fused.shape)]
+    peak = [int(i) for i in np.unravel_index(int(np.argmax(np.where(known, fused, -np.inf))), fused.shape)]
     _, min_mm, max_mm = box_to_world(box, fa_img.affine, edges=True)
     row: dict[str, Any] = {
         "fa": str(fa_path),
@@ -145,7 +151,9 @@ def cam_for_volume(
         "box_min_mm": None if box.is_empty else min_mm.round(3).tolist(),
         "box_max_mm": None if box.is_empty else max_mm.round(3).tolist(),
         "threshold_fraction": fraction,
-        "values": "raw CAM in *_cam.nii.gz; [0,1] per volume over the brain in *_cam01.nii.gz",
+        "values": "raw CAM in *_cam.nii.gz; [0,1] per volume over the known brain voxels in *_cam01.nii.gz; "
+        "0 in both where no computed slice passes (unknown)",
+        "known_voxels": int(known.sum()),
     }
     if roi_path is not None and Path(roi_path).is_file():
         from hcp_cam.cam.localization import localization_scores
@@ -154,7 +162,7 @@ def cam_for_volume(
         if roi.shape != fused.shape:
             raise InputError(f"ROI grid {roi.shape} differs from the FA grid {fused.shape}", roi_path)
         row["localization"] = {
-            k: _plain(v) for k, v in localization_scores(fused, roi, fraction=fraction).items()
+            k: _plain(v) for k, v in localization_scores(scored, roi, fraction=fraction).items()
         }
     write_json_atomic(row, f"{prefix}_bbox.json")
     if figure:

@@ -181,3 +181,41 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     return str(value)
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+_NONE = {"null", "none", ""}
+
+
+def flag(value: Any, name: str = "value", allow_none: bool = False) -> bool | None:
+    """A boolean from a config or command-line value.
+
+    ``python -m monai.bundle run ... --resume false`` passes the *string* ``"false"`` (fire only
+    parses Python literals such as ``False``), which Python would take as true; this accepts
+    ``true/false/yes/no/on/off/1/0`` in any case, and ``null``/``None`` when ``allow_none``.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    if allow_none and text in _NONE:
+        return None
+    raise ConfigError(f"{name} must be true or false{' or null' if allow_none else ''}, got {value!r}")
+
+
+def optional(value: Any) -> Any:
+    """``None`` for ``null``/``None``/empty strings from the command line; the value otherwise."""
+    if isinstance(value, str) and value.strip().lower() in _NONE:
+        return None
+    return value

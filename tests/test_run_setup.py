@@ -1,0 +1,70 @@
+"""Unit tests of what a bundle run settles first: flags, the bundle folder, the run folder."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from hcp_cam.errors import ConfigError
+from hcp_cam.training.run_setup import find_bundle_root, flag, optional, prepare_output_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(True, True), (False, False), ("true", True), ("False", False), ("no", False), ("1", True), (0, False)],
+)
+def test_flag_parses_command_line_booleans(value, expected):
+    # fire hands `--resume false` over as the string "false", which Python takes as true
+    assert flag(value) is expected
+
+
+def test_flag_rejects_other_values_and_none_unless_allowed():
+    with pytest.raises(ConfigError, match="resume must be true or false"):
+        flag("maybe", "resume")
+    with pytest.raises(ConfigError):
+        flag(None)
+    assert flag("null", allow_none=True) is None
+    assert flag(None, allow_none=True) is None
+
+
+def test_optional_maps_null_strings_to_none():
+    assert optional("null") is None and optional("None") is None and optional("") is None
+    assert optional("young:8-15,old:25-75") == "young:8-15,old:25-75"
+    assert optional(3) == 3
+
+
+def test_bundle_root_from_the_config_file_argument_through_the_symlink(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        sys, "argv", ["x", "run", "training", "--config_file", str(REPO / "bundles/cam_dmri/train.json")]
+    )
+    assert Path(find_bundle_root()) == REPO / "bundles" / "cam_dmri"
+    monkeypatch.setattr(
+        sys, "argv", ["x", "--config_file", f"['{REPO}/bundles/cam_dmri/configs/train.json','other.json']"]
+    )
+    assert Path(find_bundle_root()) == REPO / "bundles" / "cam_dmri"
+
+
+def test_bundle_root_falls_back_to_the_shipped_bundle(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    assert Path(find_bundle_root()) == REPO / "bundles" / "cam_dmri"
+    assert Path(find_bundle_root(default=tmp_path)) == tmp_path
+
+
+def test_run_folder_of_another_configuration_is_refused(tmp_path):
+    out = tmp_path / "run"
+    prepare_output_dir(out, {"arch": "alexnet", "seed": 0, "epochs": 2})
+    # the same configuration (epochs is not part of it) is accepted again
+    prepare_output_dir(out, {"arch": "alexnet", "seed": 0, "epochs": 5})
+    assert json.loads((out / "config.json").read_text())["epochs"] == 5
+    with pytest.raises(ConfigError, match=r"arch: 'alexnet' -> 'vgg16'"):
+        prepare_output_dir(out, {"arch": "vgg16", "seed": 0})
+    with pytest.raises(ConfigError, match="cannot be resumed"):
+        prepare_output_dir(out, {"arch": "vgg16", "seed": 0}, resume=True)
+    assert json.loads((out / "config.json").read_text())["arch"] == "alexnet"
