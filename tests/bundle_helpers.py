@@ -30,6 +30,8 @@ __all__ = [
     "run_bundle",
     "output_of",
     "tree_snapshot",
+    "BatchRecorder",
+    "batch_recorder_overlay",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -163,3 +165,46 @@ def tree_snapshot(root: str | os.PathLike) -> dict[str, bytes]:
     if not root.exists():
         return {}
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class BatchRecorder:
+    """An ignite handler (``ITERATION_COMPLETED``) that appends, per rank, the slices each training
+    batch held to ``<out_dir>/batches_rank<R>.jsonl``: one line ``{"epoch", "keys"}`` per batch,
+    a key being ``subject/axis/index`` (unique per slice). It observes the run, changes nothing."""
+
+    def __init__(self, out_dir: str | os.PathLike):
+        self.out_dir = Path(out_dir)
+
+    def __call__(self, engine: Any) -> None:
+        import torch.distributed as dist
+
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        batch = engine.state.batch
+        if isinstance(batch, list):
+            keys = [f"{r['subject']}/{int(r['axis'])}/{int(r['index'])}" for r in batch]
+        else:  # collated: lists/tensors of length B
+            keys = [
+                f"{s}/{int(a)}/{int(i)}"
+                for s, a, i in zip(batch["subject"], batch["axis"], batch["index"], strict=True)
+            ]
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / f"batches_rank{rank}.jsonl", "a") as f:
+            f.write(json.dumps({"epoch": engine.state.epoch, "keys": keys}) + "\n")
+
+
+def batch_recorder_overlay(
+    path: str | os.PathLike, record_dir: str | os.PathLike, base_config: str | os.PathLike
+) -> Path:
+    """Write a config overlay whose ``training`` is ``base_config``'s with :class:`BatchRecorder`
+    attached to the trainer first (``run training`` runs that list, nothing else changes).
+
+    Appended to the user's ``--config_file`` list; ``tests/`` must be on ``PYTHONPATH``.
+    """
+    attach = "$@train#trainer.add_event_handler(ignite.engine.Events.ITERATION_COMPLETED, @batch_recorder)"
+    overlay = {
+        "batch_recorder": {"_target_": "bundle_helpers.BatchRecorder", "out_dir": str(record_dir)},
+        "training": [attach, *json.loads(Path(base_config).read_text())["training"]],
+    }
+    path = Path(path)
+    path.write_text(json.dumps(overlay, indent=4) + "\n")
+    return path
