@@ -47,3 +47,34 @@ def test_bench_fa_smoke(tmp_path):
     assert r["end_to_end_s"]["total"] == r["median_s"]["decode"] + r["median_s"]["torch"]
     # the table comes last
     assert proc.stdout.strip().splitlines()[-1].startswith("speed ratio dipy/torch")
+
+
+def test_threaded_cpu_fit_equals_the_serial_fit():
+    """The torch fit splits a CPU run into tasks on a thread pool when torch has several threads;
+    it must give exactly the serial result and give torch its thread count back."""
+    import numpy as np
+    import torch
+
+    from hcp_cam.transforms import fit_tensor_torch
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import bench_fa
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    rng = np.random.default_rng(1)
+    bvals, bvecs = bench_fa.make_gradients(2, 12, rng)
+    data, mask = bench_fa.make_volume((20, 22, 18), bvals, bvecs, rng)
+    sig = torch.from_numpy(data[mask])
+    assert sig.shape[0] > 3 * 8 * 64  # more than three tasks of 8 blocks of 64 voxels
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = fit_tensor_torch(sig, bvals, bvecs, chunk_size=64)
+        torch.set_num_threads(2)
+        threaded = fit_tensor_torch(sig, bvals, bvecs, chunk_size=64)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(serial[0], threaded[0]) and torch.equal(serial[1], threaded[1])
+    assert (serial[0][:, 0] > 0).all()

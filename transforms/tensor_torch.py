@@ -21,6 +21,8 @@ Measured speeds and how to reproduce them: ``docs/performance.md``.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
@@ -36,6 +38,7 @@ __all__ = [
 MIN_SIGNAL = 1e-4  # DIPY's MIN_POSITIVE_SIGNAL
 _EIG_TOL = 1e-6  # DIPY's tol in eig_from_lo_tri
 _CPU_BLOCK_ELEMENTS = 2048 * 288  # (voxels x volumes) per CPU block: ~2.4 MB per float32 buffer
+_CPU_TASK_BLOCKS = 8  # blocks per CPU task (one thread each)
 ArrayLike = np.ndarray | torch.Tensor
 
 
@@ -246,23 +249,41 @@ def fit_tensor_torch(
     xx = (x64[:, _SYM7[0]] * x64[:, _SYM7[1]]).to(device=dev, dtype=dtype)  # (N, 28)
     sym = _sym_index().to(dev)
     floor = min_diffusivity(bvals, bvecs)
-    # on a CPU, blocks of a few thousand voxels keep every (block, N) buffer in cache
-    block = chunk_size if dev.type != "cpu" else max(1, min(chunk_size, _CPU_BLOCK_ELEMENTS // max(n, 1)))
-
     evals_out = torch.empty((sig.shape[0], 3), dtype=torch.float64)
     evecs_out = torch.empty((sig.shape[0], 3, 3), dtype=torch.float64)
-    for start in range(0, sig.shape[0], chunk_size):
-        stop = min(start + chunk_size, sig.shape[0])
+
+    def fit_task(start: int, stop: int, block: int) -> None:
         beta = torch.empty((stop - start, 7), dtype=torch.float64, device=dev)
-        for b0 in range(start, stop, block):  # the WLS in cache-sized blocks
+        for b0 in range(start, stop, block):  # the WLS in blocks
             b1 = min(b0 + block, stop)
             beta[b0 - start : b1 - start] = _fit_block(
                 sig[b0:b1].to(device=dev, dtype=dtype), x, x_pinv_t, xx, sym, min_signal
             )
-        # the eigen-decomposition on the whole chunk: element-wise ops on long vectors
         finite = torch.isfinite(beta).all(dim=1)
         t6 = torch.where(finite[:, None], beta[:, :6], torch.zeros_like(beta[:, :6]))
-        evals, evecs = eigh_sym3(t6)
+        evals, evecs = eigh_sym3(t6)  # element-wise ops on vectors of the whole task
         evals_out[start:stop] = (evals * b_scale).clamp_min(floor).cpu()
         evecs_out[start:stop] = evecs.cpu()
+
+    if dev.type != "cpu":
+        for start in range(0, sig.shape[0], chunk_size):
+            fit_task(start, min(start + chunk_size, sig.shape[0]), chunk_size)
+        return evals_out, evecs_out
+    # CPU: blocks of a few thousand voxels keep every (block, N) buffer in cache, and tasks of a
+    # few blocks run on one thread each with torch's intra-op threading off: the hundreds of
+    # small parallel regions it would open stall whenever another process holds a core
+    block = max(1, min(chunk_size, _CPU_BLOCK_ELEMENTS // max(n, 1)))
+    task = block * _CPU_TASK_BLOCKS
+    spans = [(s, min(s + task, sig.shape[0])) for s in range(0, sig.shape[0], task)]
+    intra_op = torch.get_num_threads()
+    if min(intra_op, len(spans)) <= 1:
+        for start, stop in spans:
+            fit_task(start, stop, block)
+        return evals_out, evecs_out
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(min(intra_op, len(spans))) as pool:  # torch releases the GIL in its ops
+            list(pool.map(lambda span: fit_task(*span, block), spans))
+    finally:
+        torch.set_num_threads(intra_op)
     return evals_out, evecs_out
