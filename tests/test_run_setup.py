@@ -68,3 +68,13 @@ def test_run_folder_of_another_configuration_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="cannot be resumed"):
         prepare_output_dir(out, {"arch": "vgg16", "seed": 0}, resume=True)
     assert json.loads((out / "config.json").read_text())["arch"] == "alexnet"
+
+
+def test_checking_a_run_folder_writes_nothing_until_recorded(tmp_path):
+    from hcp_cam.training.run_setup import record_run_config
+
+    out = tmp_path / "run"
+    prepare_output_dir(out, {"arch": "alexnet"}, write=False)
+    assert out.is_dir() and not (out / "config.json").exists()
+    record_run_config(out, {"arch": "alexnet"})
+    assert json.loads((out / "config.json").read_text())["arch"] == "alexnet"

@@ -19,7 +19,16 @@ import torch
 from hcp_cam.errors import ConfigError
 from hcp_cam.io import write_json_atomic
 
-__all__ = ["find_bundle_root", "resolve_device", "prepare_output_dir", "check_image_size", "RUN_CONFIG_KEYS"]
+__all__ = [
+    "find_bundle_root",
+    "resolve_device",
+    "prepare_output_dir",
+    "record_run_config",
+    "check_image_size",
+    "flag",
+    "optional",
+    "RUN_CONFIG_KEYS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -134,12 +143,15 @@ def check_image_size(network: torch.nn.Module, image_size: int) -> torch.nn.Modu
 
 
 def prepare_output_dir(
-    output_dir: str | os.PathLike, settings: Mapping[str, Any], resume: bool = False
+    output_dir: str | os.PathLike, settings: Mapping[str, Any], resume: bool = False, write: bool = True
 ) -> str:
     """Create the run folder and record its configuration in ``config.json``.
 
     A folder that already holds a run of a *different* configuration is refused unless
     ``resume`` is true (then the recorded configuration must match) or a new folder is given.
+    With ``write=False`` the folder is only checked and created; the bundle records the
+    configuration (:func:`record_run_config`) once the data are ready, so that a run stopped by
+    bad input leaves no ``config.json`` that would block the corrected run.
 
     Returns:
         the run folder as a string (for use in config expressions).
@@ -167,8 +179,14 @@ def prepare_output_dir(
             what = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
             hint = "the run cannot be resumed with other settings" if resume else "pass a new --output_dir"
             raise ConfigError(f"{out} holds a run of a different configuration ({what}); {hint}")
-    write_json_atomic(record, cfg_file)
+    if write:
+        write_json_atomic(record, cfg_file)
     return str(out)
+
+
+def record_run_config(output_dir: str | os.PathLike, settings: Mapping[str, Any]) -> str:
+    """Write ``config.json`` of a run folder already checked by :func:`prepare_output_dir`."""
+    return prepare_output_dir(output_dir, settings, resume=True, write=True)
 
 
 def _plain(value: Any) -> Any:
