@@ -261,6 +261,8 @@ def plot(jsons: list[Path], out: Path) -> Path:
         ]
         if pts:
             ax.plot(*zip(*pts, strict=True), marker="o", label=label)
+    for r in runs:  # the sizes differ in volumes too
+        ax.annotate(f"{r['sizes']['n_volumes']} vols", (r["sizes"]["n_mask_voxels"], r["median_s"]["decode"]))
     m = runs[-1]["machine"]
     ax.set(xlabel="brain voxels", ylabel="median seconds", xscale="log", yscale="log")
     ax.set_title(f"FA: {m['processor']}, {m['torch_threads']} torch threads", fontsize=9)
