@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
 
 
@@ -39,9 +41,19 @@ def test_bench_train_smoke(tmp_path):
     assert last[0] == "alexnet" and float(last[-1]) == round(res["efficiency"], 2)
 
 
-def test_bench_train_rejects_unknown_arch():
-    proc = _run("--smoke", "--arch", "resnet9000")
-    assert proc.returncode == 2 and "unknown --arch" in proc.stderr
+def _bench_train():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import bench_train
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return bench_train
+
+
+def test_bench_train_rejects_unknown_arch(capsys):
+    with pytest.raises(SystemExit) as exc:
+        _bench_train().parse_args(["--smoke", "--arch", "resnet9000"])
+    assert exc.value.code == 2 and "unknown --arch" in capsys.readouterr().err
 
 
 def test_train_chain_without_meta_tracking_gives_the_same_slices():
@@ -50,14 +62,9 @@ def test_train_chain_without_meta_tracking_gives_the_same_slices():
     import torch
     from monai.data import MetaTensor, set_track_meta
 
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import bench_train
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
     from hcp_cam.training.data import build_transforms
 
-    items = bench_train.make_items(n_subjects=1, k=2, seed=3)
+    items = _bench_train().make_items(n_subjects=1, k=2, seed=3)
     out = {}
     for track in (True, False):
         set_track_meta(track)
