@@ -211,3 +211,21 @@ def test_randomization_check_trained_vs_random_and_self(trained, method):
     assert randomization_check(net, x, inferer, layers=["classifier"]) < 0.99
     with pytest.raises(ConfigError, match="no layer"):
         randomization_check(net, x, inferer, layers=["head"])
+
+
+def test_peak_distance_is_zero_inside_and_metric_outside():
+    from hcp_cam.cam.localization import peak_distance
+
+    roi = np.zeros((10, 12, 8), bool)
+    roi[2:4, 2:4, 2:4] = True
+    cam = np.zeros(roi.shape, np.float32)
+    cam[3, 3, 3] = 1.0
+    assert peak_distance(cam, roi) == 0.0
+    cam[3, 3, 3] = 0.0
+    cam[3, 8, 3] = 2.0  # 5 voxels along axis 1 from the region's last voxel (index 3)
+    assert peak_distance(cam, roi) == 5.0
+    assert peak_distance(cam, roi, spacing=(1.0, 2.5, 1.0)) == 12.5
+    scores = localization_scores(cam, roi, spacing=(1.0, 2.5, 1.0))
+    assert scores["peak_distance"] == 12.5 and not scores["pointing_game"]
+    with pytest.raises(InputError, match="empty"):
+        peak_distance(cam, np.zeros_like(roi))

@@ -162,7 +162,10 @@ def cam_for_volume(
         if roi.shape != fused.shape:
             raise InputError(f"ROI grid {roi.shape} differs from the FA grid {fused.shape}", roi_path)
         row["localization"] = {
-            k: _plain(v) for k, v in localization_scores(scored, roi, fraction=fraction).items()
+            k: _plain(v)
+            for k, v in localization_scores(
+                scored, roi, fraction=fraction, spacing=fa_img.header.get_zooms()[:3]
+            ).items()
         }
     write_json_atomic(row, f"{prefix}_bbox.json")
     if figure:
@@ -270,7 +273,7 @@ def _mask_array(entry: dict, shape: Sequence[int]) -> np.ndarray:
     return np.asarray(load_nifti(entry["fa"], ndim=3).dataobj) > 0
 
 
-_SCORES = ("pointing_game", "energy_pointing_game", "iou", "dice", "box_iou")
+_SCORES = ("pointing_game", "peak_distance", "energy_pointing_game", "iou", "dice", "box_iou")
 
 
 def _write_localization(table: pd.DataFrame, cam_dir: Path, labels: Sequence[str]) -> None:
@@ -294,7 +297,8 @@ def _write_localization(table: pd.DataFrame, cam_dir: Path, labels: Sequence[str
         lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r) + " |")
     header = (
         f"Localization of the CAM for class {loc['cam_class'].iloc[0]!r} against the ground-truth region, "
-        "mean per group (pointing game: share of acquisitions whose CAM peak lies in the region)\n\n"
+        "mean per group (pointing game: share of acquisitions whose CAM peak lies in the region; "
+        "peak_distance: mm from the CAM peak to the nearest region voxel, 0 inside)\n\n"
     )
     with atomic_path(cam_dir / "localization.md") as tmp:
         tmp.write_text(header + "\n".join(lines) + "\n")

@@ -44,6 +44,7 @@ SUMMARY_COLUMNS = (
     ("test_subject_auc", "roc_auc", "Test AUC (subjects)"),
     ("majority_baseline", "majority_baseline", "Majority baseline"),
     ("pointing_game", "pointing_game", "CAM pointing game"),
+    ("peak_distance", "peak_distance", "CAM peak to region (mm)"),
     ("energy_pointing_game", "energy_pointing_game", "CAM energy in region"),
 )
 
@@ -125,7 +126,7 @@ def read_run(run_dir: str | os.PathLike) -> dict:
 def _localization(path: Path) -> dict[str, float]:
     """Mean pointing game and energy share over the subjects of the group the CAM is for (the
     group that carries the planted effect); NaN when the run has no CAM localization table."""
-    out = {"pointing_game": math.nan, "energy_pointing_game": math.nan}
+    out = {"pointing_game": math.nan, "peak_distance": math.nan, "energy_pointing_game": math.nan}
     if not path.is_file():
         return out
     table = pd.read_csv(path, dtype={"subject": str})
