@@ -124,7 +124,7 @@ def run_bundle(
     overrides: Mapping[str, Any] | None = None,
     *,
     cwd: str | os.PathLike = REPO_ROOT,
-    timeout: float = 240.0,
+    timeout: float = 600.0,
     launcher: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess:

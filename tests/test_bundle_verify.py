@@ -44,7 +44,7 @@ def _schema() -> Path:
 
 def _monai_bundle(*args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "monai.bundle", *args]
-    return subprocess.run(cmd, cwd=REPO_ROOT, env=bundle_env(), capture_output=True, text=True, timeout=240)
+    return subprocess.run(cmd, cwd=REPO_ROOT, env=bundle_env(), capture_output=True, text=True, timeout=600)
 
 
 def _shipped_files() -> list[Path]:
