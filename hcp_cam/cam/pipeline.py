@@ -110,6 +110,13 @@ def cam_for_volume(
     if not mask_np.any():
         raise InputError("the brain mask is empty", mask_path or fa_path)
     mask = torch.from_numpy(mask_np.astype(np.uint8))[None]
+    roi = None
+    if roi_path is not None:
+        if not Path(roi_path).is_file():
+            raise InputError("ground-truth region file not found", roi_path)
+        roi = np.asarray(load_nifti(roi_path, ndim=3).dataobj) > 0
+        if roi.shape != fa_np.shape:
+            raise InputError(f"ROI grid {roi.shape} differs from the FA grid {fa_np.shape}", roi_path)
 
     vol = cam_volume(
         fa, mask, network, inferer, eval_transform, trained_indices=trained_indices, class_idx=class_idx,
@@ -155,12 +162,9 @@ def cam_for_volume(
         "0 in both where no computed slice passes (unknown)",
         "known_voxels": int(known.sum()),
     }
-    if roi_path is not None and Path(roi_path).is_file():
+    if roi is not None:
         from hcp_cam.cam.localization import localization_scores
 
-        roi = np.asarray(load_nifti(roi_path, ndim=3).dataobj) > 0
-        if roi.shape != fused.shape:
-            raise InputError(f"ROI grid {roi.shape} differs from the FA grid {fused.shape}", roi_path)
         row["localization"] = {
             k: _plain(v)
             for k, v in localization_scores(
@@ -238,6 +242,11 @@ def run_cam_inference(
                 for a in (0, 1, 2)
             }
         roi = Path(roi_dir) / f"{e['subject']}_roi.nii.gz" if roi_dir else None
+        if roi is not None and not roi.is_file():
+            logger.warning(
+                "no ground-truth region %s: %s/%s is not scored", roi, e["subject"], e["acquisition"]
+            )
+            roi = None
         row = cam_for_volume(
             e["fa"], e.get("mask_abs"), network, inferer, eval_transform,
             cam_dir / e["subject"] / e["acquisition"], labels, class_idx=class_idx, trained_indices=trained,

@@ -132,11 +132,11 @@ class PreparedData:
         for e in entries:
             fa_img = load_nifti(e["fa"], ndim=3)
             fa = torch.as_tensor(np.asarray(fa_img.dataobj, dtype=np.float32))[None]
-            mask = (fa > 0).to(torch.uint8)
             if e.get("mask_abs"):
-                mask = torch.as_tensor(np.asarray(load_nifti(e["mask_abs"], ndim=3).dataobj) > 0)[None].to(
-                    torch.uint8
-                )
+                brain = np.asarray(load_nifti(e["mask_abs"], ndim=3).dataobj) > 0
+                mask = torch.from_numpy(brain)[None].to(torch.uint8)
+            else:  # no brain mask (unprocessed layout): the FA fit left the background at 0
+                mask = (fa > 0).to(torch.uint8)
             item = {
                 "image": MetaTensor(fa, affine=torch.as_tensor(fa_img.affine)),
                 "mask": MetaTensor(mask, affine=torch.as_tensor(fa_img.affine)),
@@ -210,14 +210,6 @@ def _dataset_key(root: Path) -> str:
     """A cache folder name that differs between datasets of the same name in different places."""
     digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
     return f"{root.name}-{digest}"
-
-
-def items_summary(items: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """Counts for logging: samples, subjects and samples per label."""
-    labels = [int(i["label"]) for i in items]
-    out = {"samples": len(items), "subjects": len({i["subject"] for i in items})}
-    out.update({f"label_{k}": labels.count(k) for k in sorted(set(labels))})
-    return out
 
 
 def build_transforms(spatial_dims: int = 2, image_size: int = 64, noise_std: float = 0.3, **kwargs: Any):
