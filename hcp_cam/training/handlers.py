@@ -177,8 +177,9 @@ class HistoryHandler:
         if self.evaluator is not None:
             for k, v in self.evaluator.state.metrics.items():
                 row[k if k.startswith("val_") else f"val_{k}"] = _scalar(v)
-        if "optimizer" in dir(engine):
-            row["lr"] = float(engine.optimizer.param_groups[0]["lr"])
+        optimizer = getattr(engine, "optimizer", None)
+        if optimizer is not None:
+            row["lr"] = float(optimizer.param_groups[0]["lr"])
         history = pd.read_csv(self.csv_path) if self.csv_path.is_file() else pd.DataFrame()
         if not history.empty:
             # a resumed run rewrites the epochs it repeats
