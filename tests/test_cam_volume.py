@@ -8,13 +8,13 @@ import pytest
 import SimpleITK as sitk
 import torch
 import torch.nn as nn
-from hcp_cam.transforms.augment import build_slice_transforms
 from monai.data import MetaTensor
 
 from hcp_cam.cam.inferer import CAMInferer
 from hcp_cam.cam.volume import cam_volume, normalise01, write_cam_nifti
 from hcp_cam.errors import InputError
 from hcp_cam.io import load_nifti
+from hcp_cam.transforms.augment import build_slice_transforms
 
 SHAPE = (12, 14, 10)
 PEAK = (6, 8, 4)
@@ -98,6 +98,9 @@ def test_predicted_class_is_one_class_for_the_volume_and_max_fusion():
     assert _argmax3(res.fused) == PEAK
 
 
+TRAINED = {0: [4, 5, 6, 7, 8], 1: [6, 7, 8, 9, 10], 2: [2, 3, 4, 5, 6]}
+
+
 def test_slices_outside_the_trained_range_are_unknown():
     fa = _fa()
     fa[0, 1, 2, 1] = 3.0  # a bright rim voxel on peripheral slices that no trained range holds
@@ -105,11 +108,12 @@ def test_slices_outside_the_trained_range_are_unknown():
     net, inferer = IdentityCAMNet(), CAMInferer("cam")
     every = cam_volume(fa, _brain(), net, inferer, evaluate, class_idx=1)
     assert _argmax3(every.fused) == (1, 2, 1)  # the rim outshines the effect
-    trained = {0: [4, 5, 6, 7, 8], 1: [6, 7, 8, 9, 10], 2: [2, 3, 4, 5, 6]}
-    res = cam_volume(fa, _brain(), net, inferer, evaluate, class_idx=1, trained_indices=trained)
+    res = cam_volume(
+        fa, _brain(), net, inferer, evaluate, class_idx=1, trained_indices=TRAINED, coverage="any"
+    )
     assert _argmax3(res.fused) == PEAK
     assert not bool(res.known[1, 2, 1]) and float(res.fused[1, 2, 1]) == 0.0
-    for axis, idx in trained.items():
+    for axis, idx in TRAINED.items():
         on = torch.zeros(SHAPE[axis], dtype=torch.bool)
         on[idx] = True
         other = [a for a in range(3) if a != axis]
@@ -121,6 +125,43 @@ def test_slices_outside_the_trained_range_are_unknown():
     v = (5, 2, 1)
     assert bool(res.covered[0][v]) and not bool(res.covered[1][v]) and not bool(res.covered[2][v])
     assert float(res.fused[v]) == pytest.approx(float(res.per_axis[0][v]))
+
+
+def test_coverage_all_keeps_the_block_every_axis_saw():
+    """A voxel on one slab only, bright on that axis' slice, wins the peak with coverage "any"
+    (the mean of one map) and is unknown with the default "all"."""
+    fa = _fa()
+    single = (5, 2, 1)  # on trained slice 5 of axis 0 only
+    fa[(0, *single)] = 1.5
+    _, evaluate = build_slice_transforms(S)
+    net, inferer = IdentityCAMNet(), CAMInferer("cam")
+    anyc = cam_volume(
+        fa, _brain(), net, inferer, evaluate, class_idx=1, trained_indices=TRAINED, coverage="any"
+    )
+    assert _argmax3(anyc.fused) == single
+    res = cam_volume(fa, _brain(), net, inferer, evaluate, class_idx=1, trained_indices=TRAINED)
+    assert _argmax3(res.fused) == PEAK
+    block = res.covered[0] & res.covered[1] & res.covered[2] & _brain()[0].bool()
+    assert torch.equal(res.known, block)
+    assert int(block.sum()) == 5 * 5 * 5
+    assert bool((res.fused[~block] == 0).all())
+    # inside the block the fused map is the mean of the three axes, as with "any"
+    torch.testing.assert_close(res.fused[block], anyc.fused[block])
+    torch.testing.assert_close(res.fused[PEAK], sum(res.per_axis[a][PEAK] for a in range(3)) / 3)
+    # per-axis maps keep each slab whole
+    assert bool(res.covered[0][single]) and float(res.per_axis[0][single]) > float(res.per_axis[0][PEAK])
+
+
+def test_coverage_counts_only_the_axes_that_computed_slices():
+    _, evaluate = build_slice_transforms(S)
+    res = cam_volume(
+        _fa(), _brain(), IdentityCAMNet(), CAMInferer("cam"), evaluate, class_idx=1, axes=(0, 1),
+        trained_indices={0: TRAINED[0], 1: TRAINED[1]},
+    )  # fmt: skip
+    assert torch.equal(res.known, res.covered[0] & res.covered[1] & _brain()[0].bool())
+    assert _argmax3(res.fused) == PEAK
+    with pytest.raises(ValueError, match="coverage must be one of"):
+        cam_volume(_fa(), _brain(), IdentityCAMNet(), CAMInferer("cam"), evaluate, coverage="some")
 
 
 def test_3d_network_gives_the_volume_directly():

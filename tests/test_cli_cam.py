@@ -122,13 +122,23 @@ def test_fa_input_writes_cam_in_fa_grid(files, tmp_path, capsys):
     raw, mask = raw_img.get_fdata(), files["mask_array"]
     assert np.all(raw[~mask] == 0) and np.abs(raw[mask]).max() > 0
     assert cam01.min() >= 0 and np.isclose(cam01.max(), 1.0)
-    # slices outside the trained centre range of every axis are unknown: 0 in the map
-    outside = np.ones(SHAPE, bool)
+    # the fused map is known where every axis' trained centre range passes (coverage "all"): 0 elsewhere
+    on_axis = []
     for axis, n in enumerate(SHAPE):
         idx = np.arange(n)[tuple(slice(None) if a == axis else None for a in range(3))]
-        outside &= ~np.isin(idx, sorted(_trained_range(n)))
-    assert (outside & mask).any()
-    assert np.all(raw[outside] == 0) and np.all(raw[~outside & mask] != 0)
+        on_axis.append(np.broadcast_to(np.isin(idx, sorted(_trained_range(n))), SHAPE))
+    block = on_axis[0] & on_axis[1] & on_axis[2]
+    assert (~block & mask).any()
+    assert np.all(raw[~block] == 0) and np.all(raw[block & mask] != 0)
+    # with --coverage any: wherever one axis' range passes
+    rc = main(["cam", "--checkpoint", str(files["ckpt"]), str(files["fa"]), "--mask", str(files["mask"])]
+              + ["--out", str(prefix) + "_any", "--class", "old", "--device", "cpu", "--coverage", "any"]
+              + ["--no-figure"])  # fmt: skip
+    assert rc == 0
+    raw_any = nib.load(f"{prefix}_any_cam.nii.gz").get_fdata()
+    union = on_axis[0] | on_axis[1] | on_axis[2]
+    assert np.all(raw_any[~union] == 0) and np.all(raw_any[union & mask] != 0)
+    np.testing.assert_allclose(raw_any[block], raw[block], rtol=1e-5, atol=1e-6)
     row = json.loads(Path(f"{prefix}_bbox.json").read_text())
     keys = ("predicted", "prob_young", "prob_old", "cam_class", "peak_voxel", "peak_mm", "box", "box_min_mm")
     keys += ("box_max_mm", "threshold_fraction", "checkpoint", "method", "slices")

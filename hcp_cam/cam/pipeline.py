@@ -30,7 +30,7 @@ from tqdm import tqdm
 from hcp_cam.cam.bbox import EmptyCAMWarning, bounding_box, box_to_world
 from hcp_cam.cam.inferer import CAMInferer
 from hcp_cam.cam.sanity import randomisation_check_volume
-from hcp_cam.cam.volume import cam_volume, normalise01, write_cam_nifti
+from hcp_cam.cam.volume import COVERAGE_MODES, cam_volume, normalise01, write_cam_nifti
 from hcp_cam.errors import ConfigError, InputError
 from hcp_cam.io import atomic_path, load_nifti, write_json_atomic
 
@@ -88,9 +88,11 @@ def cam_for_volume(
     roi_path: str | os.PathLike | None = None,
     figure: bool = True,
     batch_size: int = 64,
+    coverage: str = "all",
 ) -> dict[str, Any]:
     """CAM of one FA map, written as ``<out_prefix>_cam.nii.gz``, ``_cam01.nii.gz``, ``_bbox.json``
     and ``_overlay.png``; returns one row of results (prediction, box, localization scores).
+    ``coverage`` says which voxels the fused map knows (:func:`~hcp_cam.cam.volume.cam_volume`).
 
     Raises:
         InputError: unreadable FA/mask, mask grid differs from the FA, empty mask.
@@ -120,7 +122,7 @@ def cam_for_volume(
 
     vol = cam_volume(
         fa, mask, network, inferer, eval_transform, trained_indices=trained_indices, class_idx=class_idx,
-        batch_size=batch_size,
+        batch_size=batch_size, coverage=coverage,
     )  # fmt: skip
     logits = vol.logits_mean.float()
     prob = torch.softmax(logits, 0).numpy()
@@ -159,7 +161,9 @@ def cam_for_volume(
         "box_max_mm": None if box.is_empty else max_mm.round(3).tolist(),
         "threshold_fraction": fraction,
         "values": "raw CAM in *_cam.nii.gz; [0,1] per volume over the known brain voxels in *_cam01.nii.gz; "
-        "0 in both where no computed slice passes (unknown)",
+        "0 in both where no computed slice passes (unknown)"
+        + (", or where not every axis has one (coverage 'all')" if coverage == "all" else ""),
+        "coverage": coverage,
         "known_voxels": int(known.sum()),
     }
     if roi is not None:
@@ -206,13 +210,16 @@ def run_cam_inference(
     figures: bool = True,
     batch_size: int = 64,
     randomisation_check: bool = True,
+    coverage: str = "all",
 ) -> pd.DataFrame:
     """CAM volumes for every acquisition of ``split`` (``"all"`` for every split).
 
     ``cam_slices="trained"`` computes maps only on the slices the network was trained on (the
     centre ``slices_per_axis`` per axis for the default selection) and leaves the rest unknown:
     a network asked about slices it never saw lights up rims of cortex (docs/findings).
-    ``"all"`` computes every slice with brain. ``randomisation_check`` writes
+    ``"all"`` computes every slice with brain. ``coverage="all"`` keeps the fused map where every
+    axis covers a voxel (the block where the three trained slabs cross), ``"any"`` wherever one does
+    (:func:`~hcp_cam.cam.volume.cam_volume`). ``randomisation_check`` writes
     ``<output_dir>/cam/randomisation_check.json`` for the first acquisition
     (:func:`randomisation_check_volume`).
 
@@ -223,6 +230,8 @@ def run_cam_inference(
     """
     if cam_slices not in CAM_SLICES:
         raise ConfigError(f"cam_slices must be one of {CAM_SLICES}, got {cam_slices!r}")
+    if coverage not in COVERAGE_MODES:
+        raise ConfigError(f"cam_coverage must be one of {COVERAGE_MODES}, got {coverage!r}")
     from hcp_cam.transforms import slice_indices
 
     labels = prepared.labels
@@ -250,7 +259,7 @@ def run_cam_inference(
         row = cam_for_volume(
             e["fa"], e.get("mask_abs"), network, inferer, eval_transform,
             cam_dir / e["subject"] / e["acquisition"], labels, class_idx=class_idx, trained_indices=trained,
-            fraction=fraction, roi_path=roi, figure=figures, batch_size=batch_size,
+            fraction=fraction, roi_path=roi, figure=figures, batch_size=batch_size, coverage=coverage,
         )  # fmt: skip
         rows.append(
             {

@@ -193,6 +193,7 @@ def cam_single(
     roi: PathLike | None = None,
     device: str | torch.device | None = None,
     figure: bool = True,
+    coverage: str = "all",
 ) -> dict[str, Any]:
     """CAM of one FA map (3D) or DWI (4D, fitted to FA first) with a trained network.
 
@@ -212,6 +213,8 @@ def cam_single(
         roi: ground-truth region on the FA grid; adds localization scores to the JSON.
         device: ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when available).
         figure: write the overlay PNG.
+        coverage: ``"all"`` (fused map where every axis covers a voxel) or ``"any"``; see
+            :func:`~hcp_cam.cam.volume.cam_volume`.
 
     Returns:
         the ``_bbox.json`` content plus ``outputs`` (suffix -> path written).
@@ -222,12 +225,15 @@ def cam_single(
     """
     from hcp_cam.cam.inferer import CAMInferer, has_cam_head
     from hcp_cam.cam.pipeline import CAM_SLICES, cam_for_volume, resolve_cam_class
+    from hcp_cam.cam.volume import COVERAGE_MODES
     from hcp_cam.training.data import build_transforms
     from hcp_cam.training.run_setup import resolve_device
     from hcp_cam.transforms import slice_indices
 
     if slices not in CAM_SLICES:
         raise ConfigError(f"slices must be one of {CAM_SLICES}, got {slices!r}")
+    if coverage not in COVERAGE_MODES:
+        raise ConfigError(f"coverage must be one of {COVERAGE_MODES}, got {coverage!r}")
     if not 0.0 < float(threshold) <= 1.0:
         raise ConfigError(f"threshold must be a fraction of the maximum in (0, 1], got {threshold}")
     # the network and its weights first: a wrong checkpoint costs no tensor fit
@@ -291,7 +297,7 @@ def cam_single(
             trained = {a: slice_indices(shape[:3], brain, a, selection, k) for a in (0, 1, 2)}
         row = cam_for_volume(
             fa_path, mask, network, inferer, eval_transform, out_prefix, labels, class_idx=class_idx,
-            trained_indices=trained, fraction=float(threshold), roi_path=roi, figure=figure,
+            trained_indices=trained, fraction=float(threshold), roi_path=roi, figure=figure, coverage=coverage,
         )  # fmt: skip
         row.update(
             input=str(input_path), checkpoint=str(checkpoint), config=str(cfg_path), method=method,

@@ -5,7 +5,8 @@ inferer on every selected slice, undoes the slice transforms (pad, resize) with 
 the maps back with :func:`~hcp_cam.transforms.slicing.stack_slices` and fuses the axes. Slices the
 network was not trained on are left out (marked unknown), because a network asked about slices it
 never saw gives its strongest maps there (findings.md, "Whole-brain CAM and the slices the network
-never saw").
+never saw"). The fused map is known where every axis covers a voxel (``coverage="all"``), so that
+voxels seen by one axis only do not compete with a noisier mean of one map.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from hcp_cam.io import load_nifti, save_nifti_like
 from hcp_cam.transforms.augment import map_to_slice
 from hcp_cam.transforms.slicing import Slices25Dd, stack_slices
 
-__all__ = ["CAMVolume", "cam_volume", "normalise01", "write_cam_nifti", "FUSE_MODES"]
+__all__ = ["CAMVolume", "cam_volume", "normalise01", "write_cam_nifti", "FUSE_MODES", "COVERAGE_MODES"]
 
 FUSE_MODES = ("mean", "max")
+COVERAGE_MODES = ("all", "any")
 
 
 @dataclass
@@ -104,17 +106,27 @@ def _call_inferer(inferer: Any, x: torch.Tensor, network: torch.nn.Module, class
     return inferer(x, network) if class_idx is None else inferer(x, network, class_idx=class_idx)
 
 
-def _fuse(vols: list[torch.Tensor], covs: list[torch.Tensor], fuse: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fuse per-axis maps over the axes that cover each voxel; 0 where none does."""
+def _fuse(
+    vols: list[torch.Tensor], covs: list[torch.Tensor], fuse: str, coverage: str = "all"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fuse per-axis maps over the axes that cover each voxel; 0 where the voxel is not known.
+
+    ``coverage="all"``: a voxel is known only where every axis that computed any slice covers it;
+    ``"any"``: where at least one does. Why "all" by default: with slices restricted to the trained
+    range, a voxel on one axis's slab only gets the mean of one map, whose spread is wider than that
+    of a mean of three, so its extremes win the peak and the box over the voxels every axis saw
+    (docs/results.md: pointing game 3/12 with "any" against 12/12 with "all" on the demo data).
+    """
     v = torch.stack(vols)
     c = torch.stack(covs)
     count = c.sum(0)
-    known = count > 0
+    computed = int(c.flatten(1).any(1).sum())
+    known = count >= (max(computed, 1) if coverage == "all" else 1)
     if fuse == "mean":
         fused = (v * c).sum(0) / count.clamp(min=1)
     else:
         fused = torch.where(c, v, torch.tensor(float("-inf"))).amax(0)
-        fused = torch.where(known, fused, torch.zeros(()))
+    fused = torch.where(known, fused, torch.zeros(()))
     return fused.to(torch.float32), known
 
 
@@ -134,6 +146,7 @@ def cam_volume(
     k: int = 16,
     stride: int = 1,
     min_brain_fraction: float = 0.0,
+    coverage: str = "all",
 ) -> CAMVolume:
     """CAM of one FA volume, in its voxel grid.
 
@@ -158,6 +171,10 @@ def cam_volume(
         trained_indices: axis -> the slice indices the network was trained on; slices outside are
             not computed and stay unknown (not covered). An axis absent from the dict is unknown.
         fuse: ``"mean"`` or ``"max"`` over the axes that cover a voxel.
+        coverage: which voxels the fused map knows (2D networks): ``"all"`` (default) where every
+            axis that computed slices covers the voxel, ``"any"`` where at least one does. With
+            ``trained_indices`` of the centre slabs, ``"all"`` is the block where the three slabs
+            cross; the per-axis maps keep each slab whole. Unknown voxels are 0 in ``fused``.
         class_idx: class whose map is computed; ``None`` = the volume's predicted class, the argmax
             of the logits averaged over all slices (one class for the whole volume). A non-int value
             (e.g. ``"difference"``) is passed to the inferer as is.
@@ -169,10 +186,12 @@ def cam_volume(
 
     Raises:
         InputError: the mask grid differs from the FA grid, or the mask is empty.
-        ValueError: bad ``fuse``, or an axis with no slice to compute for a 2D network.
+        ValueError: bad ``fuse`` or ``coverage``, or no slice to compute for a 2D network.
     """
     if fuse not in FUSE_MODES:
         raise ValueError(f"fuse must be one of {FUSE_MODES}, got {fuse!r}")
+    if coverage not in COVERAGE_MODES:
+        raise ValueError(f"coverage must be one of {COVERAGE_MODES}, got {coverage!r}")
     fa_t, brain = _check_inputs(fa, mask)
     shape = tuple(int(s) for s in fa_t.shape[1:])
     if device is None:
@@ -186,7 +205,7 @@ def cam_volume(
         else:
             result = _cam_volume_2d(
                 fa_t, brain, network, inferer, eval_transform, axes, selection, batch_size,
-                trained_indices, fuse, class_idx, device, k, stride, min_brain_fraction,
+                trained_indices, fuse, class_idx, device, k, stride, min_brain_fraction, coverage,
             )  # fmt: skip
     finally:
         network.train(was_training)
@@ -211,7 +230,7 @@ def _predicted_class(batches: list[torch.Tensor], network: torch.nn.Module, devi
 
 def _cam_volume_2d(
     fa, brain, network, inferer, eval_transform, axes, selection, batch_size,
-    trained_indices, fuse, class_idx, device, k, stride, min_brain_fraction,
+    trained_indices, fuse, class_idx, device, k, stride, min_brain_fraction, coverage,
 ) -> CAMVolume:  # fmt: skip
     shape = tuple(int(s) for s in fa.shape[1:])
     slicer = Slices25Dd("image", "mask", selection, k, stride, axes, min_brain_fraction)
@@ -248,7 +267,7 @@ def _cam_volume_2d(
     per_axis, covered = {}, {}
     for a in axes:
         per_axis[a], covered[a] = stack_slices(maps[a], a, indices[a], shape)
-    fused, known = _fuse(list(per_axis.values()), list(covered.values()), fuse)
+    fused, known = _fuse(list(per_axis.values()), list(covered.values()), fuse, coverage)
     return CAMVolume(fused, per_axis, covered, class_idx, logits_mean, known)
 
 

@@ -50,6 +50,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "unknown) or every slice with brain",
     )
     p.add_argument(
+        "--coverage",
+        choices=("all", "any"),
+        default="all",
+        help="2D networks: fused map where every axis covers a voxel (default; with trained slices, the "
+        "block where the three slabs cross) or where any axis does",
+    )
+    p.add_argument(
         "--threshold", type=float, default=0.2, help="box threshold as a fraction of the CAM maximum (0.2)"
     )
     p.add_argument("--roi", help="ground-truth region on the FA grid: adds localization scores to the JSON")
@@ -78,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         roi=args.roi,
         device=args.device,
         figure=not args.no_figure,
+        coverage=args.coverage,
     )
     print(summary_line(row))
     return 0
