@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from hcp_cam.transforms.augment import DERIVED_MASK_KEY, build_slice_transforms, map_to_slice
 from monai.data import MetaTensor
+
+from hcp_cam.transforms.augment import DERIVED_MASK_KEY, build_slice_transforms, map_to_slice
 
 S = 48
 

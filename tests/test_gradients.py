@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from dipy.core.gradients import gradient_table
 from dwi_fixtures import make_gradients, write_gradients
-from hcp_cam.transforms import GradientTable, read_gradients
 
 from hcp_cam.errors import InputError
+from hcp_cam.transforms import GradientTable, read_gradients
 
 
 def _dipy_files(name: str) -> tuple[Path, Path, Path] | None:

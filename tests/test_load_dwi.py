@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 from dwi_fixtures import make_affine, write_dwi, write_gradients
-from hcp_cam.transforms import LoadDWI, LoadDWId
 from monai.data import MetaTensor
 
 from hcp_cam.errors import InputError
+from hcp_cam.transforms import LoadDWI, LoadDWId
 
 
 @pytest.mark.parametrize("kind", ["ras", "las", "oblique", "anisotropic"])

@@ -6,8 +6,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from hcp_cam.transforms.slicing import Slices25D, Slices25Dd, slice_affine, slice_indices, stack_slices
 from monai.data import MetaTensor
+
+from hcp_cam.transforms.slicing import Slices25D, Slices25Dd, slice_affine, slice_indices, stack_slices
 
 SHAPE = (12, 14, 10)
 # LAS, oblique (rotation about z), non-isotropic voxels

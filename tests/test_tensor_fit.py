@@ -9,6 +9,9 @@ import pytest
 import torch
 from dipy.reconst.dti import fractional_anisotropy as dipy_fa
 from dwi_fixtures import analytic_fa, write_dwi
+from monai.data import MetaTensor
+
+from hcp_cam.errors import ConfigError, InputError
 from hcp_cam.transforms import (
     DTIFit,
     DTIFitd,
@@ -17,9 +20,6 @@ from hcp_cam.transforms import (
     fit_tensor_torch,
     fractional_anisotropy,
 )
-from monai.data import MetaTensor
-
-from hcp_cam.errors import ConfigError, InputError
 
 
 def _load(tmp_path, **kw):
