@@ -212,6 +212,18 @@ def test_region_is_cut_by_the_centre_slices_along_every_axis(shape):
             )
 
 
+@pytest.mark.parametrize("shape", [DEFAULT_SHAPE, (64, 76, 64)])
+def test_region_is_solid_around_its_centre(shape):
+    """The planted region is no shell: its centre of mass and the voxels next to it are in it, so a
+    map that peaks at the middle of the effect hits the region (the pointing game can be won)."""
+    for seed in (0, 1, 2):
+        roi = make_subject(group="old", shape=shape, seed=seed).roi > 0
+        c = np.round(np.argwhere(roi).mean(0)).astype(int)
+        assert roi[tuple(c)], f"seed {seed}: the region's centre {tuple(c)} is not in the region"
+        near = roi[c[0] - 1 : c[0] + 2, c[1] - 1 : c[1] + 2, c[2] - 1 : c[2] + 2]
+        assert near.mean() >= 0.9, f"seed {seed}: {near.sum()} of 27 voxels around the centre in the region"
+
+
 def test_rician_noise_level_and_masked_output():
     subj = make_subject(shape=(20, 24, 20), seed=1, snr=20.0)
     b0 = next(subj.volumes())

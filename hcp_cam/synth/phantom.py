@@ -46,10 +46,13 @@ TISSUE_PARAMS: dict[str, tuple[float, float, float]] = {
     "tract": (1.7e-3, 0.35e-3, 1.0),  # FA ~0.77
 }
 
-# effect region: a sphere in normalised coordinates, lateral to the ventricles and near the centre
-# so that the centre slices along every axis cut it (findings.md: off-centre effects are not learnt)
-DEFAULT_ROI_CENTER: tuple[float, float, float] = (0.15, -0.05, 0.1)
-DEFAULT_ROI_RADIUS: float = 0.35
+# effect region: a sphere in normalised coordinates, intersected with white matter. Near the centre so
+# that the centre slices along every axis cut it (findings.md: off-centre effects are not learnt), and
+# above the right lateral ventricle (centrum semiovale, callosum, corticospinal tract) so that its
+# centre is white matter: a sphere around the ventricle made a shell whose middle is CSF, and a CAM
+# whose cells span ~8 voxels peaked in that middle, one voxel off the region (docs/results.md).
+DEFAULT_ROI_CENTER: tuple[float, float, float] = (0.25, -0.05, 0.3)
+DEFAULT_ROI_RADIUS: float = 0.3
 
 _SEMI_AXIS_FRACTION = 0.42  # brain semi-axis / grid size: leaves a margin for shifts and bumps
 _GM_INNER = 0.85  # normalised radius where cortex starts

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 DEMO = "demo"
 # bumped whenever the synthetic generator's defaults change, so a cached demo dataset is remade
-DEMO_VERSION = 2
+DEMO_VERSION = 3
 SPLITS = ("training", "validation", "test")
 
 
