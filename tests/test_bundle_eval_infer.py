@@ -99,8 +99,10 @@ def test_inference_scores_localization_and_randomisation(inferred, tiny_data):
     assert any((tiny_data.dataset_dir / "derivatives" / "ground_truth").glob("*_roi.nii.gz"))
     loc = pd.read_csv(out / "cam" / "localization.csv", dtype={"subject": str})
     assert set(loc["subject"]) == _test_subjects(out)
-    for col in ("pointing_game", "energy_pointing_game", "iou", "dice", "box_iou"):
+    for col in ("pointing_game", "energy_pointing_game", "energy_baseline", "iou", "dice", "box_iou"):
         assert loc[col].between(0.0, 1.0).all(), (col, loc[col].tolist())
+    # a flat map's share is the region's share of the known voxels: well below 1 for a small region
+    assert (loc["energy_baseline"] > 0).all() and (loc["energy_baseline"] < 0.5).all()
     check = json.loads((out / "cam" / "randomisation_check.json").read_text())
     assert isinstance(check["passed"], bool)
     assert -1.0 <= check["spearman"]["all_layers"] <= 1.0

@@ -105,6 +105,29 @@ def _trained_range(n: int, k: int = K) -> set[int]:
     return set(range(start, start + k))
 
 
+def test_roi_adds_localization_scores_with_the_flat_map_baseline(files, tmp_path):
+    """--roi scores the map in the JSON; the energy baseline is the region's share of the voxels the
+    fused map knows (the block where the three trained ranges cross, inside the mask)."""
+    mask = files["mask_array"]
+    roi = np.zeros(SHAPE, bool)
+    roi[: SHAPE[0] // 2] = True
+    roi &= mask
+    roi_p = _save(roi.astype(np.uint8), files["affine"], tmp_path / "roi.nii.gz")
+    prefix = tmp_path / "sub01"
+    rc = main(["cam", "--checkpoint", str(files["ckpt"]), str(files["fa"]), "--mask", str(files["mask"])]
+              + ["--out", str(prefix), "--class", "old", "--device", "cpu", "--roi", str(roi_p), "--no-figure"])  # fmt: skip
+    assert rc == 0
+    loc = json.loads(Path(f"{prefix}_bbox.json").read_text())["localization"]
+    block = np.ones(SHAPE, bool)
+    for axis, n in enumerate(SHAPE):
+        idx = np.arange(n)[tuple(slice(None) if a == axis else None for a in range(3))]
+        block &= np.isin(idx, sorted(_trained_range(n)))
+    known = block & mask
+    assert loc["energy_baseline"] == pytest.approx((roi & known).sum() / known.sum())
+    assert 0.0 < loc["energy_baseline"] < 1.0
+    assert set(loc) >= {"pointing_game", "peak_distance", "energy_pointing_game", "iou", "dice", "box_iou"}
+
+
 def test_fa_input_writes_cam_in_fa_grid(files, tmp_path, capsys):
     prefix = tmp_path / "out" / "sub01"
     rc = main(["cam", "--checkpoint", str(files["ckpt"]), str(files["fa"]), "--mask", str(files["mask"])]

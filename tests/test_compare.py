@@ -92,11 +92,11 @@ def test_write_csv_and_markdown(runs, tmp_path):
     assert lines[0].startswith("| Network | Validation accuracy")
     assert (
         lines[2]
-        == "| alexnet | 0.85 ± 0.07 | 0.73 ± 0.04 | 0.80 ± 0.07 | 0.85 ± 0.07 | 0.50 ± 0.00 | n/a | n/a | n/a | 2 |"
+        == "| alexnet | 0.85 ± 0.07 | 0.73 ± 0.04 | 0.80 ± 0.07 | 0.85 ± 0.07 | 0.50 ± 0.00 | n/a | n/a | n/a | n/a | 2 |"
     )
     assert (
         lines[3]
-        == "| googlenet | 0.90 ± 0.07 | 0.84 ± 0.06 | 0.85 ± 0.07 | 0.96 | 0.60 ± 0.00 | n/a | n/a | n/a | 2 |"
+        == "| googlenet | 0.90 ± 0.07 | 0.84 ± 0.06 | 0.85 ± 0.07 | 0.96 | 0.60 ± 0.00 | n/a | n/a | n/a | n/a | 2 |"
     )
     assert md == format_markdown(table)
 
@@ -114,7 +114,7 @@ def test_tolerant_config_and_history(tmp_path):
     table = compare_runs([run])
     assert table.iloc[0]["arch"] == "vgg16" and table.iloc[0]["n_folds"] == 1
     assert math.isnan(table.iloc[0]["val_accuracy_mean"])
-    assert "| vgg16 | n/a | 0.70 | 0.70 | 0.70 | 0.50 | n/a | n/a | n/a | 1 |" in format_markdown(table)
+    assert "| vgg16 | n/a | 0.70 | 0.70 | 0.70 | 0.50 | n/a | n/a | n/a | n/a | 1 |" in format_markdown(table)
 
 
 def test_cli_writes_tables(runs, tmp_path, capsys):
@@ -151,10 +151,12 @@ def test_localization_columns_average_the_cam_class_group(runs):
                 "pointing_game": [*hits, 1],
                 "peak_distance": [0.0, 5.0, 0.0],
                 "energy_pointing_game": [0.5, 0.25, 0.9],
+                "energy_baseline": [0.1, 0.2, 0.3],
             }
         ).to_csv(run / "cam" / "localization.csv", index=False)
     row = compare_runs(runs).set_index("arch").loc["alexnet"]
     np.testing.assert_allclose(row["pointing_game_mean"], (0.5 + 1.0) / 2)
     np.testing.assert_allclose(row["energy_pointing_game_mean"], 0.375)
+    np.testing.assert_allclose(row["energy_baseline_mean"], 0.15)
     np.testing.assert_allclose(row["peak_distance_mean"], 2.5)
     assert "0.75 ± 0.35" in format_markdown(compare_runs(runs))

@@ -175,6 +175,8 @@ def cam_for_volume(
                 scored, roi, fraction=fraction, spacing=fa_img.header.get_zooms()[:3]
             ).items()
         }
+        # what a flat map scores: the region's share of the known voxels (chance for the energy share)
+        row["localization"]["energy_baseline"] = float((roi & known).sum() / known.sum())
     write_json_atomic(row, f"{prefix}_bbox.json")
     if figure:
         from hcp_cam.cam.figures import orthogonal_overlay
@@ -291,7 +293,15 @@ def _mask_array(entry: dict, shape: Sequence[int]) -> np.ndarray:
     return np.asarray(load_nifti(entry["fa"], ndim=3).dataobj) > 0
 
 
-_SCORES = ("pointing_game", "peak_distance", "energy_pointing_game", "iou", "dice", "box_iou")
+_SCORES = (
+    "pointing_game",
+    "peak_distance",
+    "energy_pointing_game",
+    "energy_baseline",
+    "iou",
+    "dice",
+    "box_iou",
+)
 
 
 def _write_localization(table: pd.DataFrame, cam_dir: Path, labels: Sequence[str]) -> None:
@@ -316,7 +326,9 @@ def _write_localization(table: pd.DataFrame, cam_dir: Path, labels: Sequence[str
     header = (
         f"Localization of the CAM for class {loc['cam_class'].iloc[0]!r} against the ground-truth region, "
         "mean per group (pointing game: share of acquisitions whose CAM peak lies in the region; "
-        "peak_distance: mm from the CAM peak to the nearest region voxel, 0 inside)\n\n"
+        "peak_distance: mm from the CAM peak to the nearest region voxel, 0 inside; energy_pointing_game: "
+        "share of the positive CAM mass inside the region; energy_baseline: the same for a flat map, "
+        "the region's share of the known brain voxels)\n\n"
     )
     with atomic_path(cam_dir / "localization.md") as tmp:
         tmp.write_text(header + "\n".join(lines) + "\n")

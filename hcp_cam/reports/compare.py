@@ -46,6 +46,7 @@ SUMMARY_COLUMNS = (
     ("pointing_game", "pointing_game", "CAM pointing game"),
     ("peak_distance", "peak_distance", "CAM peak to region (mm)"),
     ("energy_pointing_game", "energy_pointing_game", "CAM energy in region"),
+    ("energy_baseline", "energy_baseline", "Energy of a flat map"),
 )
 
 
@@ -126,7 +127,7 @@ def read_run(run_dir: str | os.PathLike) -> dict:
 def _localization(path: Path) -> dict[str, float]:
     """Mean pointing game and energy share over the subjects of the group the CAM is for (the
     group that carries the planted effect); NaN when the run has no CAM localization table."""
-    out = {"pointing_game": math.nan, "peak_distance": math.nan, "energy_pointing_game": math.nan}
+    out = {k: math.nan for k in ("pointing_game", "peak_distance", "energy_pointing_game", "energy_baseline")}
     if not path.is_file():
         return out
     table = pd.read_csv(path, dtype={"subject": str})
