@@ -145,3 +145,23 @@ def test_cohort_figure(tmp_path):
         cohort_figure(groups, fa, tmp_path / "bad.png", planes=(12, 0, 0))
     with pytest.raises(InputError, match="no group"):
         cohort_figure({}, fa, tmp_path / "bad.png")
+
+
+def test_plane_titles_give_world_mm_whatever_the_storage():
+    """Panel titles name the plane by its world coordinate (what FSLeyes, ITK-SNAP and Slicer show),
+    the same for RAS and LAS storage of one image; without an affine, by the voxel index."""
+    from hcp_cam.cam.figures import _Display
+
+    fa, _ = volumes()
+    fa_l, affine_l = to_las(fa)
+    ras = _Display(fa, RAS, None, SHAPE)
+    las = _Display(fa_l, affine_l, None, SHAPE)
+    peak_l = (SHAPE[0] - 1 - PEAK[0], PEAK[1], PEAK[2])
+    expected = RAS @ np.r_[PEAK, 1.0]
+    for axis in range(3):
+        assert (
+            ras.plane_text(PEAK, axis)
+            == las.plane_text(peak_l, axis)
+            == f"{'xyz'[axis]}={expected[axis]:.0f} mm"
+        )
+    assert _Display(fa, None, None, SHAPE).plane_text(PEAK, 0) == f"x={PEAK[0]}"

@@ -131,6 +131,14 @@ class _Display:
             a, b = np.asarray(self.index(corners[0])), np.asarray(self.index(corners[1]))
             self.box = (np.minimum(a, b), np.maximum(a, b))
 
+    def plane_text(self, ijk, ras_axis: int) -> str:
+        """Where a plane through input voxel ``ijk`` lies: world mm along ``ras_axis`` with an affine
+        (what viewers show, whatever the storage order), else the voxel index."""
+        if self.affine is None:
+            return f"{'xyz'[ras_axis]}={int(ijk[ras_axis])}"
+        xyz = self.affine @ np.r_[np.asarray(ijk, dtype=np.float64), 1.0]
+        return f"{'xyz'[ras_axis]}={xyz[ras_axis]:.0f} mm"
+
     def where(self, ijk) -> str:
         """The peak as text: world mm with an affine (orientation-independent), else voxel."""
         if self.affine is None:
@@ -193,7 +201,7 @@ def _draw_row(axes, disp: _Display, cam: np.ndarray, ijk, vmin, vmax, cmap, alph
             (0.5, 0.98, letters[3]),
         ):
             ax.text(x, y, text, transform=ax.transAxes, color="white", ha="center", va="center", fontsize=9)
-        ax.set_title(f"{label}{name} {'xyz'[fixed]}={point[fixed]}", fontsize=10)
+        ax.set_title(f"{label}{name} {disp.plane_text(ijk, fixed)}", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
     return im
