@@ -48,9 +48,10 @@ TISSUE_PARAMS: dict[str, tuple[float, float, float]] = {
 
 # effect region: a sphere in normalised coordinates, intersected with white matter. Near the centre so
 # that the centre slices along every axis cut it (findings.md: off-centre effects are not learnt), and
-# above the right lateral ventricle (centrum semiovale, callosum, corticospinal tract) so that its
-# centre is white matter: a sphere around the ventricle made a shell whose middle is CSF, and a CAM
-# whose cells span ~8 voxels peaked in that middle, one voxel off the region (docs/results.md).
+# above the lateral ventricle on the +x side (centrum semiovale, callosum, corticospinal tract; left
+# in the demo's LAS grid) so that its centre is white matter: a sphere around the ventricle made a
+# shell whose middle is CSF, and a CAM whose cells span ~8 voxels peaked in that middle, one voxel
+# off the region (docs/results.md).
 DEFAULT_ROI_CENTER: tuple[float, float, float] = (0.25, -0.05, 0.3)
 DEFAULT_ROI_RADIUS: float = 0.3
 
