@@ -22,6 +22,10 @@ from hcp_cam.io import write_json_atomic
 __all__ = [
     "find_bundle_root",
     "resolve_device",
+    "resolve_data_pipeline",
+    "resolve_amp",
+    "resolve_channels_last",
+    "place_network",
     "prepare_output_dir",
     "record_run_config",
     "check_image_size",
@@ -114,6 +118,88 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} was asked for but CUDA is not available; use --device cpu")
     return dev
+
+
+DATA_PIPELINES = ("monai", "device")
+
+
+def _auto(value: Any) -> bool:
+    return value is None or str(value).strip().lower() == "auto"
+
+
+def resolve_data_pipeline(pipeline: str | None, device: str | torch.device, spatial_dims: int = 2) -> str:
+    """The training data pipeline: ``"monai"`` (the per-slice MONAI chain in a ``DataLoader`` on the
+    CPU) or ``"device"`` (slices cached on the device, batched augmentation there; see
+    :mod:`hcp_cam.training.device_pipeline`).
+
+    Args:
+        pipeline: ``"auto"``/``None`` (``"device"`` on CUDA for 2D slices, else ``"monai"``),
+            ``"monai"`` or ``"device"``.
+        device: the torch device of the run.
+        spatial_dims: 2 (slices) or 3 (volumes: only ``"monai"``).
+
+    Raises:
+        ConfigError: an unknown name, or ``"device"`` with ``spatial_dims=3``.
+    """
+    dev = torch.device(device)
+    if _auto(pipeline):
+        name = "device" if dev.type == "cuda" and int(spatial_dims) == 2 else "monai"
+    else:
+        name = str(pipeline).strip().lower()
+        if name not in DATA_PIPELINES:
+            raise ConfigError(f"data_pipeline must be 'auto', 'monai' or 'device', got {pipeline!r}")
+        if name == "device" and int(spatial_dims) != 2:
+            raise ConfigError(
+                "data_pipeline 'device' caches 2D slices; with spatial_dims 3 use 'monai' or 'auto'"
+            )
+    logger.info("data pipeline: %s (data_pipeline %r, device %s)", name, pipeline, dev)
+    return name
+
+
+def resolve_amp(amp: Any, device: str | torch.device) -> bool:
+    """Mixed precision: ``"auto"`` is on for CUDA, off elsewhere; ``true``/``false`` as given, except that
+    it is off (with a warning) on a device other than CUDA, where MONAI's engines only autocast CUDA.
+
+    Raises:
+        ConfigError: a value that is neither ``auto`` nor a boolean.
+    """
+    dev = torch.device(device)
+    if _auto(amp):
+        return dev.type == "cuda"
+    on = bool(flag(amp, "amp"))
+    if on and dev.type != "cuda":
+        logger.warning(
+            "amp is on but the device is %s: MONAI's engines autocast on CUDA only; amp is off", dev
+        )
+        return False
+    return on
+
+
+def resolve_channels_last(channels_last: Any, device: str | torch.device, spatial_dims: int = 2) -> bool:
+    """``torch.channels_last`` memory format for a 2D network: ``"auto"`` is on for CUDA (cuDNN's
+    NHWC convolutions under AMP), off elsewhere and for 3D networks.
+
+    Raises:
+        ConfigError: a value that is neither ``auto`` nor a boolean, or ``true`` with ``spatial_dims=3``.
+    """
+    if _auto(channels_last):
+        return torch.device(device).type == "cuda" and int(spatial_dims) == 2
+    on = bool(flag(channels_last, "channels_last"))
+    if on and int(spatial_dims) != 2:
+        raise ConfigError("channels_last applies to 2D networks; set it to false or auto with spatial_dims 3")
+    return on
+
+
+def place_network(
+    network: torch.nn.Module, device: str | torch.device, channels_last: bool = False
+) -> torch.nn.Module:
+    """Move ``network`` to ``device``, in ``torch.channels_last`` memory format when asked.
+
+    Weights keep their values; a state dict saved from a channels-last network loads into a
+    contiguous one (``load_state_dict`` copies), so checkpoints do not depend on the format.
+    """
+    network = network.to(torch.device(device))
+    return network.to(memory_format=torch.channels_last) if channels_last else network
 
 
 def check_image_size(network: torch.nn.Module, image_size: int) -> torch.nn.Module:
