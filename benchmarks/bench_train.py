@@ -1,21 +1,34 @@
-"""Benchmark training throughput: the bundle's data pipeline against the same model on tensors in memory.
+"""Benchmark training throughput: the bundle's data pipelines against the same model on tensors in memory.
 
-The pipeline is the one ``bundles/cam_dmri/configs/train.json`` wires: slice items from
-:class:`hcp_cam.transforms.Slices25Dd` (ground-truth FA of :func:`hcp_cam.synth.make_subject`
-volumes), the train ``Compose`` of ``hcp_cam.training.data.build_transforms(spatial_dims=2)``
-through a MONAI ``CacheDataset`` (the deterministic head is cached, the random tail runs per
-sample) and a shuffling ``DataLoader``. For each network, per repeat:
+Two pipelines, as ``bundles/cam_dmri/configs/train.json`` wires them (``data_pipeline``), both on
+slice items from :class:`hcp_cam.transforms.Slices25Dd` (ground-truth FA of
+:func:`hcp_cam.synth.make_subject` volumes):
 
-- ``pipeline``: ``--iterations`` training steps (forward, loss, backward, AdamW step) fed by the loader;
-- ``model_only``: the same steps on one batch already in memory (the ceiling of the pipeline);
-- ``data_only``: the loader alone, no model (what the transforms and collation cost).
+- ``monai``: the train ``Compose`` of ``hcp_cam.training.data.build_transforms(spatial_dims=2)``
+  through a MONAI ``CacheDataset`` (the deterministic head is cached, the random tail runs per
+  sample on the CPU) and a shuffling ``DataLoader``; batches are copied to the device;
+- ``device``: :class:`hcp_cam.training.device_pipeline.SliceCache` (the eval chain once per slice,
+  all slices on the device) and :class:`~hcp_cam.training.device_pipeline.DeviceBatchLoader` with
+  :class:`~hcp_cam.training.device_pipeline.RandSliceAugment` (the random tail on whole batches
+  on the device).
 
-Reported: medians over ``--repeats`` in slices/s and ``efficiency = pipeline / model_only``. A
-table is printed last; ``--json`` writes every number with the machine and versions.
+For each network, per repeat (interleaved, so load from other processes hits all alike):
+
+- ``pipeline`` / ``device_pipeline``: ``--iterations`` training steps (forward, loss, backward,
+  AdamW step) fed by the MONAI / device loader;
+- ``model_only``: the same steps on one batch already on the device (the ceiling of a pipeline);
+- ``data_only`` / ``device_data_only``: the loader alone, no model.
+
+Reported: medians over ``--repeats`` in slices/s and the ratios ``efficiency = pipeline /
+model_only`` (MONAI) and ``device_efficiency = device_pipeline / model_only``. On CUDA, AMP
+(float16 autocast with a gradient scaler) and channels-last are on for every row (``--amp``,
+``--channels-last``), as the bundle's ``auto`` settings do. A table is printed last; ``--json``
+writes every number with the machine and versions.
 
     python benchmarks/bench_train.py --smoke --json /tmp/bench_train.json   # seconds
     python benchmarks/bench_train.py --arch all --iterations 20 --repeats 3  # minutes on 2 cores
-    python benchmarks/bench_train.py --arch alexnet --num-workers 2          # the loader in workers
+    python benchmarks/bench_train.py --arch alexnet --num-workers 2          # the MONAI loader in workers
+    python benchmarks/bench_train.py --arch all --device cuda --json train_cuda.json
 """
 
 from __future__ import annotations
@@ -41,6 +54,7 @@ from hcp_cam.networks import available_networks, get_network
 from hcp_cam.synth import make_subject
 from hcp_cam.synth.phantom import fa_from_diffusivities
 from hcp_cam.training.data import build_transforms
+from hcp_cam.training.device_pipeline import DeviceBatchLoader, RandSliceAugment, SliceCache
 from hcp_cam.transforms import Slices25Dd
 
 
@@ -69,6 +83,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument(
+        "--pipelines",
+        default="monai,device",
+        help="comma-separated data pipelines to time: monai, device (model-only is always timed)",
+    )
+    p.add_argument(
+        "--amp",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="float16 autocast + GradScaler for every row (auto: on for CUDA; CUDA only)",
+    )
+    p.add_argument(
+        "--channels-last",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="network in channels-last memory format for every row (auto: on for CUDA)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write every number to this JSON file")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat: a seconds-long check")
@@ -81,6 +112,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--plot needs --from JSON [JSON ...]")
     if args.arch != "all" and args.arch not in available_networks():
         p.error(f"unknown --arch {args.arch!r}; choose 'all' or one of {available_networks()}")
+    pipelines = [x.strip() for x in args.pipelines.split(",") if x.strip()]
+    if not pipelines or set(pipelines) - {"monai", "device"}:
+        p.error(f"--pipelines takes monai and/or device, got {args.pipelines!r}")
+    args.pipelines = [x for x in ("monai", "device") if x in pipelines]
+    is_cuda = torch.device(args.device).type == "cuda"
+    if args.amp == "on" and not is_cuda:
+        p.error("--amp on needs --device cuda (the bundle's engines autocast CUDA only)")
+    args.use_amp = args.amp == "on" or (args.amp == "auto" and is_cuda)
+    args.use_channels_last = args.channels_last == "on" or (args.channels_last == "auto" and is_cuda)
     for name in ("image_size", "batch_size", "iterations", "repeats", "subjects", "slices_per_axis"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -116,10 +156,14 @@ def _worker_init(track_meta: bool, worker_id: int) -> None:
     set_track_meta(track_meta)
 
 
-def loop(loader: DataLoader) -> Iterator[dict[str, Any]]:
+def loop(loader: DataLoader | DeviceBatchLoader) -> Iterator[dict[str, Any]]:
     """Batches for ever (a new shuffled epoch whenever one ends)."""
+    epoch = 0
     while True:
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
         yield from loader
+        epoch += 1
 
 
 def _plain(x: torch.Tensor) -> torch.Tensor:
@@ -127,9 +171,15 @@ def _plain(x: torch.Tensor) -> torch.Tensor:
 
 
 def train_steps(
-    net, opt, loss_fn, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], n: int, device
+    net,
+    opt,
+    loss_fn,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    n: int,
+    device,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> float:
-    """Seconds for ``n`` training steps over ``batches``."""
+    """Seconds for ``n`` training steps over ``batches`` (float16 autocast when ``scaler`` is given)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()
@@ -137,9 +187,28 @@ def train_steps(
         x, y = next(batches)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(net(x), y)
-        loss.backward()
-        opt.step()
+        if scaler is not None:
+            with torch.autocast(device.type, dtype=torch.float16):
+                loss = loss_fn(net(x), y)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss = loss_fn(net(x), y)
+            loss.backward()
+            opt.step()
+    sync()
+    return time.perf_counter() - t0
+
+
+def data_steps(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], n: int, device) -> float:
+    """Seconds for ``n`` batches of a loader alone (on the device, synchronised at the end)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        x, _y = next(batches)
+        x.to(device, non_blocking=True)
     sync()
     return time.perf_counter() - t0
 
@@ -148,49 +217,79 @@ def bench_arch(
     arch: str, items: list[dict], args: argparse.Namespace, device: torch.device
 ) -> dict[str, Any]:
     net = get_network(arch, spatial_dims=2, in_channels=1, num_classes=2, width=args.width).to(device)
+    if args.use_channels_last:
+        net = net.to(memory_format=torch.channels_last)
     size = max(args.image_size, int(getattr(net, "min_input_size", 1)))
-    train_tf, _ = build_transforms(spatial_dims=2, image_size=size)
+    train_tf, eval_tf = build_transforms(spatial_dims=2, image_size=size)
     track = not args.no_track_meta
     set_track_meta(track)
-    t0 = time.perf_counter()
-    ds = CacheDataset(items, transform=train_tf, cache_rate=1.0, progress=False, num_workers=0)
-    cache_s = time.perf_counter() - t0
-    workers = args.num_workers
-    loader = DataLoader(
-        ds,
-        batch_size=args.batch_size,
-        shuffle=True,
-        drop_last=True,
-        num_workers=workers,
-        persistent_workers=args.persistent_workers and workers > 0,
-        worker_init_fn=functools.partial(_worker_init, track) if workers > 0 else None,
-    )
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     loss_fn = torch.nn.CrossEntropyLoss()
+    scaler = torch.amp.GradScaler(device.type) if args.use_amp else None
+    streams: dict[str, Iterator[tuple[torch.Tensor, torch.Tensor]]] = {}
+    cache_s: dict[str, float] = {}
+    if "monai" in args.pipelines:
+        t0 = time.perf_counter()
+        ds = CacheDataset(items, transform=train_tf, cache_rate=1.0, progress=False, num_workers=0)
+        cache_s["monai"] = time.perf_counter() - t0
+        workers = args.num_workers
+        loader = DataLoader(
+            ds,
+            batch_size=args.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=args.persistent_workers and workers > 0,
+            worker_init_fn=functools.partial(_worker_init, track) if workers > 0 else None,
+        )
+        streams["monai"] = ((_plain(b["image"]), b["label"].long()) for b in loop(loader))
+    if "device" in args.pipelines:
+        t0 = time.perf_counter()
+        cache = SliceCache.from_items(items, eval_tf, device=device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        cache_s["device"] = time.perf_counter() - t0
+        dev_loader = DeviceBatchLoader(
+            cache,
+            args.batch_size,
+            shuffle=True,
+            drop_last=True,
+            augment=RandSliceAugment(),
+            seed=args.seed,
+            world_size=1,
+            channels_last=args.use_channels_last,
+        )
+        streams["device"] = ((b["image"], b["label"]) for b in loop(dev_loader))
 
-    batches = ((_plain(b["image"]), b["label"].long()) for b in loop(loader))
-    first = next(batches)
-    fixed = (first[0].to(device), first[1].to(device))
+    first = next(iter(streams.values()))
+    x0, y0 = next(first)
+    fixed = (x0.to(device), y0.to(device))
 
     def in_memory() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         while True:
             yield fixed
 
     memory = in_memory()
-    train_steps(net, opt, loss_fn, memory, 2, device)  # warm-up: allocator, kernels
-    times: dict[str, list[float]] = {"pipeline": [], "model_only": [], "data_only": []}
+    train_steps(net, opt, loss_fn, memory, 2, device, scaler)  # warm-up: allocator, kernels
+    for stream in streams.values():
+        train_steps(net, opt, loss_fn, stream, 1, device, scaler)
+    prefix = {"monai": "", "device": "device_"}
+    times: dict[str, list[float]] = {"model_only": []}
+    for name in streams:
+        times[f"{prefix[name]}pipeline"] = []
+        times[f"{prefix[name]}data_only"] = []
     n = args.iterations
     for _ in range(args.repeats):  # interleaved, so that load from other processes hits all alike
-        times["pipeline"].append(train_steps(net, opt, loss_fn, batches, n, device))
-        times["model_only"].append(train_steps(net, opt, loss_fn, memory, n, device))
-        t = time.perf_counter()
-        for _ in range(n):
-            next(batches)
-        times["data_only"].append(time.perf_counter() - t)
+        for name, stream in streams.items():
+            times[f"{prefix[name]}pipeline"].append(train_steps(net, opt, loss_fn, stream, n, device, scaler))
+        times["model_only"].append(train_steps(net, opt, loss_fn, memory, n, device, scaler))
+        for name, stream in streams.items():
+            times[f"{prefix[name]}data_only"].append(data_steps(stream, n, device))
     set_track_meta(True)
     med = {k: statistics.median(v) for k, v in times.items()}
     rate = {k: n * args.batch_size / v for k, v in med.items()}
-    return {
+    out: dict[str, Any] = {
         "arch": arch,
         "image_size": size,
         "n_items": len(items),
@@ -199,9 +298,14 @@ def bench_arch(
         "times_s": times,
         "median_s": med,
         "slices_per_s": rate,
-        "efficiency": rate["pipeline"] / rate["model_only"],
-        "data_share": med["data_only"] / med["pipeline"],
     }
+    if "monai" in streams:
+        out["efficiency"] = rate["pipeline"] / rate["model_only"]
+        out["data_share"] = med["data_only"] / med["pipeline"]
+    if "device" in streams:
+        out["device_efficiency"] = rate["device_pipeline"] / rate["model_only"]
+        out["device_data_share"] = med["device_data_only"] / med["device_pipeline"]
+    return out
 
 
 def versions() -> dict[str, str]:
@@ -255,6 +359,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "num_workers",
                 "persistent_workers",
                 "no_track_meta",
+                "pipelines",
+                "use_amp",
+                "use_channels_last",
                 "smoke",
             )
         },
@@ -267,16 +374,21 @@ def table(r: dict[str, Any]) -> str:
     lines = [
         f"Training throughput, slices/s (median of {s['repeats']} x {s['iterations']} steps), batch "
         f"{s['batch_size']}, width {s['width']}, device {m['device']}, {m['torch_threads']} threads, "
+        f"amp {s.get('use_amp', False)}, channels_last {s.get('use_channels_last', False)}; monai: "
         f"num_workers {s['num_workers']}{' (persistent)' if s['persistent_workers'] else ''}, "
         f"track_meta {not s['no_track_meta']}",
-        f"{'arch':<14}{'size':>5}{'pipeline':>10}{'model only':>12}{'data only':>11}{'efficiency':>12}",
+        f"{'arch':<14}{'size':>5}  {'pipeline':<9}{'slices/s':>10}{'data only':>11}{'model only':>12}"
+        f"{'ratio':>8}",
     ]
     for x in r["results"]:
         v = x["slices_per_s"]
-        lines.append(
-            f"{x['arch']:<14}{x['image_size']:>5}{v['pipeline']:>10.1f}{v['model_only']:>12.1f}"
-            f"{v['data_only']:>11.1f}{x['efficiency']:>12.2f}"
-        )
+        for name, prefix, ratio in (("monai", "", "efficiency"), ("device", "device_", "device_efficiency")):
+            if ratio not in x:
+                continue
+            lines.append(
+                f"{x['arch']:<14}{x['image_size']:>5}  {name:<9}{v[prefix + 'pipeline']:>10.1f}"
+                f"{v[prefix + 'data_only']:>11.1f}{v['model_only']:>12.1f}{x[ratio]:>8.2f}"
+            )
     return "\n".join(lines)
 
 
@@ -295,13 +407,20 @@ def plot(jsons: list[str], out: str) -> str:
     runs = [json.loads(Path(j).read_text()) for j in jsons]
     fig, ax = plt.subplots(figsize=(5.5, 4))
     series: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    styles = {
+        "pipeline": "-o",
+        "model_only": "--s",
+        "data_only": ":^",
+        "device_pipeline": "-D",
+        "device_data_only": ":v",
+    }
     for r in runs:
         tag = f"{'no meta' if r['settings']['no_track_meta'] else 'meta'}, w{r['settings']['num_workers']}"
         for x in r["results"]:
-            for kind in ("pipeline", "model_only", "data_only"):
-                key = (f"{x['arch']} {kind}" + ("" if kind == "model_only" else f" ({tag})"), kind)
+            for kind in [k for k in styles if k in x["slices_per_s"]]:
+                note = "" if kind == "model_only" or kind.startswith("device") else f" ({tag})"
+                key = (f"{x['arch']} {kind}{note}", kind)
                 series.setdefault(key, []).append((r["settings"]["batch_size"], x["slices_per_s"][kind]))
-    styles = {"pipeline": "-o", "model_only": "--s", "data_only": ":^"}
     for (label, kind), pts in sorted(series.items()):
         pts = sorted(dict(pts).items())
         ax.plot(*zip(*pts, strict=True), styles[kind], label=label)

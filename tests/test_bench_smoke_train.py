@@ -31,14 +31,27 @@ def test_bench_train_smoke(tmp_path):
     assert r["machine"]["device"] == "cpu" and r["settings"]["smoke"] is True
     (res,) = r["results"]
     assert res["arch"] == "alexnet" and res["n_items"] > 0
-    for key in ("pipeline", "model_only", "data_only"):
+    for key in ("pipeline", "model_only", "data_only", "device_pipeline", "device_data_only"):
         assert len(res["times_s"][key]) == r["settings"]["repeats"]
         assert res["median_s"][key] > 0 and res["slices_per_s"][key] > 0
-    expected = res["slices_per_s"]["pipeline"] / res["slices_per_s"]["model_only"]
-    assert math.isclose(res["efficiency"], expected, rel_tol=1e-9)
-    # the table comes last, one row per network
-    last = proc.stdout.strip().splitlines()[-1].split()
-    assert last[0] == "alexnet" and float(last[-1]) == round(res["efficiency"], 2)
+    rate = res["slices_per_s"]
+    assert math.isclose(res["efficiency"], rate["pipeline"] / rate["model_only"], rel_tol=1e-9)
+    assert math.isclose(res["device_efficiency"], rate["device_pipeline"] / rate["model_only"], rel_tol=1e-9)
+    assert r["settings"]["pipelines"] == ["monai", "device"] and r["settings"]["use_amp"] is False
+    # the table comes last, one row per network and pipeline: monai, then device
+    monai_row, device_row = (line.split() for line in proc.stdout.strip().splitlines()[-2:])
+    assert monai_row[:3] == ["alexnet", "32", "monai"] and float(monai_row[-1]) == round(res["efficiency"], 2)
+    assert device_row[:3] == ["alexnet", "32", "device"]
+    assert float(device_row[-1]) == round(res["device_efficiency"], 2)
+
+
+def test_bench_train_device_pipeline_only(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = _run("--smoke", "--pipelines", "device", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (res,) = json.loads(out.read_text())["results"]
+    assert set(res["slices_per_s"]) == {"model_only", "device_pipeline", "device_data_only"}
+    assert "efficiency" not in res and res["device_efficiency"] > 0
 
 
 def _bench_train():
@@ -54,6 +67,24 @@ def test_bench_train_rejects_unknown_arch(capsys):
     with pytest.raises(SystemExit) as exc:
         _bench_train().parse_args(["--smoke", "--arch", "resnet9000"])
     assert exc.value.code == 2 and "unknown --arch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["--pipelines", "dali"], "--pipelines"), (["--amp", "on", "--device", "cpu"], "--amp on needs")],
+)
+def test_bench_train_rejects_bad_pipeline_options(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _bench_train().parse_args(["--smoke", *argv])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_bench_train_auto_amp_and_channels_last_follow_the_device():
+    bench = _bench_train()
+    cpu = bench.parse_args(["--smoke"])
+    assert cpu.use_amp is False and cpu.use_channels_last is False and cpu.pipelines == ["monai", "device"]
+    cuda = bench.parse_args(["--smoke", "--device", "cuda", "--pipelines", "device"])  # parsing needs no GPU
+    assert cuda.use_amp is True and cuda.use_channels_last is True and cuda.pipelines == ["device"]
 
 
 def test_train_chain_without_meta_tracking_gives_the_same_slices():
