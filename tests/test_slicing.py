@@ -8,7 +8,14 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from hcp_cam.transforms.slicing import Slices25D, Slices25Dd, slice_affine, slice_indices, stack_slices
+from hcp_cam.transforms.slicing import (
+    Slices25D,
+    Slices25Dd,
+    slice_affine,
+    slice_indices,
+    stack_slices,
+    trained_slices,
+)
 
 SHAPE = (12, 14, 10)
 # LAS, oblique (rotation about z), non-isotropic voxels
@@ -80,6 +87,18 @@ def test_centre_selection_follows_mask_box_and_clips():
     edge = _box_mask(lo=(0, 3, 1), hi=(1, 11, 8))  # centre 0.5: clipped to the volume
     assert slice_indices(SHAPE, edge, 0, "centre", k=4) == [0, 1, 2, 3]
     assert slice_indices(SHAPE, mask, 2, "centre", k=16) == list(range(10))  # k > size: all
+
+
+def test_trained_slices_are_what_the_slicer_takes_per_axis():
+    mask = _box_mask(lo=(2, 3, 1), hi=(7, 11, 8))
+    fa = MetaTensor(torch.rand((1, *SHAPE)) * mask)
+    trained = trained_slices(SHAPE, mask, "centre", 4)
+    assert trained[0] == [3, 4, 5, 6] and set(trained) == {0, 1, 2}
+    taken = {}
+    for item in Slices25Dd("image", "mask", "centre", 4)({"image": fa, "mask": mask}):
+        taken.setdefault(item["axis"], []).append(item["index"])
+    assert trained == {a: sorted(v) for a, v in taken.items()}
+    assert trained_slices(SHAPE, mask, "mask", axes=(2,)) == {2: slice_indices(SHAPE, mask, 2, "mask")}
 
 
 def test_mask_selection_min_fraction_and_stride():

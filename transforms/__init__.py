@@ -10,6 +10,7 @@ from hcp_cam.transforms.slicing import (
     slice_affine,
     slice_indices,
     stack_slices,
+    trained_slices,
 )
 from hcp_cam.transforms.tensor_fit import TENSOR_METRICS, DTIFit, DTIFitd, fit_tensor_dipy, tensor_metrics
 from hcp_cam.transforms.tensor_torch import fit_tensor_torch, fractional_anisotropy
@@ -36,5 +37,6 @@ __all__ = [
     "Slices25Dd",
     "slice_affine",
     "slice_indices",
+    "trained_slices",
     "stack_slices",
 ]

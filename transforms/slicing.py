@@ -26,7 +26,15 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
-__all__ = ["SELECTIONS", "Slices25D", "Slices25Dd", "slice_indices", "stack_slices", "slice_affine"]
+__all__ = [
+    "SELECTIONS",
+    "Slices25D",
+    "Slices25Dd",
+    "slice_indices",
+    "trained_slices",
+    "stack_slices",
+    "slice_affine",
+]
 
 SELECTIONS = ("centre", "mask")
 #: dictionary keys each slice item carries besides the image (and mask)
@@ -307,6 +315,21 @@ class Slices25Dd(MapTransform):
                 item[name] = first.meta[name]
             out.append(item)
         return out
+
+
+def trained_slices(
+    shape: Sequence[int],
+    mask: np.ndarray | torch.Tensor | None,
+    selection: str = "centre",
+    k: int = 16,
+    axes: Sequence[int] = (0, 1, 2),
+) -> dict[int, list[int]]:
+    """Axis -> the slice indices a 2D network trained with this selection saw, for each of ``axes``.
+
+    What CAM inference restricts itself to (``cam_volume(..., trained_indices=...)``): on slices a
+    network never saw, it lights up rims of cortex. Arguments as in :func:`slice_indices`.
+    """
+    return {int(a): slice_indices(shape, mask, int(a), selection, k) for a in axes}
 
 
 def stack_slices(

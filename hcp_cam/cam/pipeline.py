@@ -33,6 +33,7 @@ from hcp_cam.cam.sanity import randomisation_check_volume
 from hcp_cam.cam.volume import COVERAGE_MODES, cam_volume, normalise01, write_cam_nifti
 from hcp_cam.errors import ConfigError, InputError
 from hcp_cam.io import atomic_path, load_nifti, write_json_atomic
+from hcp_cam.transforms.slicing import trained_slices
 
 __all__ = [
     "resolve_cam_class",
@@ -83,7 +84,7 @@ def cam_for_volume(
     out_prefix: str | os.PathLike,
     labels: Sequence[str],
     class_idx: Any = None,
-    trained_indices: dict[int, list[int]] | None = None,
+    trained_selection: tuple[str, int] | None = None,
     fraction: float = 0.2,
     roi_path: str | os.PathLike | None = None,
     figure: bool = True,
@@ -92,7 +93,10 @@ def cam_for_volume(
 ) -> dict[str, Any]:
     """CAM of one FA map, written as ``<out_prefix>_cam.nii.gz``, ``_cam01.nii.gz``, ``_bbox.json``
     and ``_overlay.png``; returns one row of results (prediction, box, localization scores).
-    ``coverage`` says which voxels the fused map knows (:func:`~hcp_cam.cam.volume.cam_volume`).
+    ``trained_selection=(selection, k)`` restricts the maps of a 2D network to the slices it was
+    trained on (:func:`~hcp_cam.transforms.slicing.trained_slices` of this volume's mask; the rest
+    is unknown); ``None`` computes every slice with brain. ``coverage`` says which voxels the fused
+    map knows (:func:`~hcp_cam.cam.volume.cam_volume`).
 
     Raises:
         InputError: unreadable FA/mask, mask grid differs from the FA, empty mask.
@@ -120,8 +124,11 @@ def cam_for_volume(
         if roi.shape != fa_np.shape:
             raise InputError(f"ROI grid {roi.shape} differs from the FA grid {fa_np.shape}", roi_path)
 
+    trained = None
+    if trained_selection is not None and getattr(network, "spatial_dims", 2) == 2:
+        trained = trained_slices(fa_np.shape, mask_np, *trained_selection)
     vol = cam_volume(
-        fa, mask, network, inferer, eval_transform, trained_indices=trained_indices, class_idx=class_idx,
+        fa, mask, network, inferer, eval_transform, trained_indices=trained, class_idx=class_idx,
         batch_size=batch_size, coverage=coverage,
     )  # fmt: skip
     logits = vol.logits_mean.float()
@@ -234,8 +241,6 @@ def run_cam_inference(
         raise ConfigError(f"cam_slices must be one of {CAM_SLICES}, got {cam_slices!r}")
     if coverage not in COVERAGE_MODES:
         raise ConfigError(f"cam_coverage must be one of {COVERAGE_MODES}, got {coverage!r}")
-    from hcp_cam.transforms import slice_indices
-
     labels = prepared.labels
     class_idx = resolve_cam_class(cam_class, labels)
     inferer = CAMInferer(method=method, target_layer=target_layer)
@@ -244,14 +249,7 @@ def run_cam_inference(
     rows = []
     todo = [(s, e) for s in splits for e in prepared.entries[s]]
     for s, e in tqdm(todo, desc="CAM volumes", unit="acq", disable=None):
-        trained = None
-        if cam_slices == "trained" and getattr(network, "spatial_dims", 2) == 2:
-            fa_shape = load_nifti(e["fa"], ndim=3).shape
-            mask = _mask_array(e, fa_shape)
-            trained = {
-                a: slice_indices(fa_shape, mask, a, prepared.slice_selection, prepared.slices_per_axis)
-                for a in (0, 1, 2)
-            }
+        trained = (prepared.slice_selection, prepared.slices_per_axis) if cam_slices == "trained" else None
         roi = Path(roi_dir) / f"{e['subject']}_roi.nii.gz" if roi_dir else None
         if roi is not None and not roi.is_file():
             logger.warning(
@@ -260,7 +258,7 @@ def run_cam_inference(
             roi = None
         row = cam_for_volume(
             e["fa"], e.get("mask_abs"), network, inferer, eval_transform,
-            cam_dir / e["subject"] / e["acquisition"], labels, class_idx=class_idx, trained_indices=trained,
+            cam_dir / e["subject"] / e["acquisition"], labels, class_idx=class_idx, trained_selection=trained,
             fraction=fraction, roi_path=roi, figure=figures, batch_size=batch_size, coverage=coverage,
         )  # fmt: skip
         rows.append(
@@ -285,12 +283,6 @@ def run_cam_inference(
             cam_slices=cam_slices, batch_size=batch_size, name=f"{e['subject']}/{e['acquisition']}",
         )  # fmt: skip
     return table
-
-
-def _mask_array(entry: dict, shape: Sequence[int]) -> np.ndarray:
-    if entry.get("mask_abs"):
-        return np.asarray(load_nifti(entry["mask_abs"], ndim=3).dataobj) > 0
-    return np.asarray(load_nifti(entry["fa"], ndim=3).dataobj) > 0
 
 
 _SCORES = (

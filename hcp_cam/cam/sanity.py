@@ -57,7 +57,7 @@ def randomisation_check_volume(
         ``n_inputs``, ``class``, ``method``, ``seed``.
     """
     from hcp_cam.cam.localization import randomization_check
-    from hcp_cam.transforms import Slices25Dd, slice_indices
+    from hcp_cam.transforms import Slices25Dd, trained_slices
 
     fa_img = load_nifti(fa_path, ndim=3)
     fa = torch.from_numpy(np.asarray(fa_img.dataobj, dtype=np.float32))[None]
@@ -71,13 +71,8 @@ def randomisation_check_volume(
     else:
         items = Slices25Dd("image", "mask", "mask")({"image": MetaTensor(fa), "mask": brain})
         if cam_slices == "trained":
-            shape = tuple(fa.shape[1:])
-            keep = {
-                (a, i)
-                for a in (0, 1, 2)
-                for i in slice_indices(shape, brain[0], a, slice_selection, slices_per_axis)
-            }
-            items = [it for it in items if (it["axis"], it["index"]) in keep]
+            trained = trained_slices(tuple(fa.shape[1:]), brain[0], slice_selection, slices_per_axis)
+            items = [it for it in items if it["index"] in trained[it["axis"]]]
         pick = np.unique(np.linspace(0, len(items) - 1, min(max_inputs, len(items))).round().astype(int))
         inputs = torch.stack([eval_transform(items[i])["image"].as_tensor() for i in pick])
     device = next(network.parameters()).device

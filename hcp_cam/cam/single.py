@@ -228,7 +228,6 @@ def cam_single(
     from hcp_cam.cam.volume import COVERAGE_MODES
     from hcp_cam.training.data import build_transforms
     from hcp_cam.training.run_setup import resolve_device
-    from hcp_cam.transforms import slice_indices
 
     if slices not in CAM_SLICES:
         raise ConfigError(f"slices must be one of {CAM_SLICES}, got {slices!r}")
@@ -288,16 +287,11 @@ def cam_single(
             logger.info("fitting the tensor to %s -> %s", input_path, fa_path)
             compute_fa_file(input_path, bvals, bvecs, mask, fa_path, device=dev)
         trained = None
-        if slices == "trained" and spatial_dims == 2:
-            if mask_np is not None:
-                brain = mask_np
-            else:
-                brain = (fa_np if not is_dwi else np.asarray(load_nifti(fa_path, ndim=3).dataobj)) > 0
-            selection, k = cfg.get("slice_selection", "centre"), int(cfg.get("slices_per_axis", 16))
-            trained = {a: slice_indices(shape[:3], brain, a, selection, k) for a in (0, 1, 2)}
+        if slices == "trained":
+            trained = (cfg.get("slice_selection", "centre"), int(cfg.get("slices_per_axis", 16)))
         row = cam_for_volume(
             fa_path, mask, network, inferer, eval_transform, out_prefix, labels, class_idx=class_idx,
-            trained_indices=trained, fraction=float(threshold), roi_path=roi, figure=figure, coverage=coverage,
+            trained_selection=trained, fraction=float(threshold), roi_path=roi, figure=figure, coverage=coverage,
         )  # fmt: skip
         row.update(
             input=str(input_path), checkpoint=str(checkpoint), config=str(cfg_path), method=method,
