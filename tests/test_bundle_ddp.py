@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from bundle_helpers import REPO_ROOT, batch_recorder_overlay, output_of, run_bundle
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -22,7 +23,9 @@ def _records(path: Path) -> dict[int, list[str]]:
     return per_epoch
 
 
-def test_two_rank_training_on_cpu_splits_the_data_and_saves_once(tiny_data, tmp_path):
+# `monai`: DistributedSampler over the CacheDataset; `device`: DeviceBatchLoader sharding the slice cache
+@pytest.mark.parametrize("pipeline", ["monai", "device"])
+def test_two_rank_training_on_cpu_splits_the_data_and_saves_once(pipeline, tiny_data, tmp_path):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun, "torchrun is installed with torch"
     out = tmp_path / "run"
@@ -42,12 +45,15 @@ def test_two_rank_training_on_cpu_splits_the_data_and_saves_once(tiny_data, tmp_
         configs,
         out,
         tiny_data,
+        {"data_pipeline": pipeline},
         launcher=[torchrun, "--standalone", "--nproc_per_node=2"],
         env={"PYTHONPATH": f"{REPO_ROOT}:{TESTS_DIR}"},
         timeout=300,
     )
     text = output_of(proc)
     assert proc.returncode == 0, text[-4000:]
+    assert json.loads((out / "config.json").read_text())["data_pipeline"] == pipeline
+    assert f"data pipeline: {pipeline}" in text, text[-4000:]
 
     ranks = {r: _records(record_dir / f"batches_rank{r}.jsonl") for r in (0, 1)}
     train_subjects = {e["subject"] for e in json.loads((out / "datalist.json").read_text())["training"]}
@@ -57,7 +63,7 @@ def test_two_rank_training_on_cpu_splits_the_data_and_saves_once(tiny_data, tmp_
         assert len(set(a)) == len(a) and len(set(b)) == len(b)
         assert not set(a) & set(b), f"epoch {epoch}: both ranks trained on {sorted(set(a) & set(b))[:5]}"
         assert {k.split("/")[0] for k in a + b} <= train_subjects
-    # DistributedSampler reshuffles every epoch
+    # both reshuffle every epoch
     assert ranks[0][1] != ranks[0][2]
 
     ckpts = sorted(p.name for p in (out / "checkpoints").glob("checkpoint_epoch=*.pt"))
