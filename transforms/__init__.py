@@ -3,6 +3,7 @@
 from hcp_cam.transforms.augment import DERIVED_MASK_KEY, build_slice_transforms, map_to_slice
 from hcp_cam.transforms.dwi import LoadDWI, LoadDWId, find_gradient_files
 from hcp_cam.transforms.gradients import GradientTable, make_gradient_table, read_gradients
+from hcp_cam.transforms.slice_batch import BatchedSliceEval, SliceEvalCompose, SliceGeometry, slice_stack
 from hcp_cam.transforms.slicing import (
     SELECTIONS,
     Slices25D,
@@ -32,6 +33,10 @@ __all__ = [
     "DERIVED_MASK_KEY",
     "build_slice_transforms",
     "map_to_slice",
+    "BatchedSliceEval",
+    "SliceEvalCompose",
+    "SliceGeometry",
+    "slice_stack",
     "SELECTIONS",
     "Slices25D",
     "Slices25Dd",

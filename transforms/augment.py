@@ -32,6 +32,8 @@ from monai.transforms import (
     SpatialPadd,
 )
 
+from hcp_cam.transforms.slice_batch import BatchedSliceEval, SliceEvalCompose
+
 __all__ = ["build_slice_transforms", "map_to_slice", "DERIVED_MASK_KEY"]
 
 #: key of the brain mask derived from the image when the items carry none (``mask_key=None``)
@@ -100,6 +102,9 @@ def build_slice_transforms(
 
     Returns:
         ``(train, eval)`` ``Compose`` chains; ``eval`` holds no random transform and can be inverted.
+        With the default keys (``image``, mask ``mask``) ``eval`` is a
+        :class:`~hcp_cam.transforms.slice_batch.SliceEvalCompose`, whose ``batched`` applies the same
+        steps to whole stacks of slices.
 
     Raises:
         ValueError: ``image_size`` < 1, a probability outside [0, 1], or a negative margin.
@@ -134,7 +139,12 @@ def build_slice_transforms(
     if mask_key is None:
         tail.append(DeleteItemsd(mkey))
 
-    eval_chain = Compose([*head, MaskIntensityd(keys, mask_key=mkey), *tail])
+    eval_steps = [*head, MaskIntensityd(keys, mask_key=mkey), *tail]
+    if keys == ["image"] and mask_key == "mask":
+        # the layout cam_volume slices into: its batched twin does the same on whole stacks
+        eval_chain: Compose = SliceEvalCompose(eval_steps, BatchedSliceEval(image_size, image_mode))
+    else:
+        eval_chain = Compose(eval_steps)
 
     train: list = list(head)
     padded = int(round(image_size * (1.0 + crop_margin)))

@@ -26,7 +26,8 @@ from monai.transforms import Compose
 from hcp_cam.errors import InputError
 from hcp_cam.io import load_nifti, save_nifti_like
 from hcp_cam.transforms.augment import map_to_slice
-from hcp_cam.transforms.slicing import Slices25Dd, stack_slices
+from hcp_cam.transforms.slice_batch import SliceEvalCompose, slice_stack
+from hcp_cam.transforms.slicing import Slices25Dd, slice_indices, stack_slices
 
 __all__ = ["CAMVolume", "cam_volume", "normalise01", "write_cam_nifti", "FUSE_MODES", "COVERAGE_MODES"]
 
@@ -147,6 +148,7 @@ def cam_volume(
     stride: int = 1,
     min_brain_fraction: float = 0.0,
     coverage: str = "all",
+    batched: bool = True,
 ) -> CAMVolume:
     """CAM of one FA volume, in its voxel grid.
 
@@ -180,6 +182,10 @@ def cam_volume(
             (e.g. ``"difference"``) is passed to the inferer as is.
         device: where the network runs (default: where its parameters are).
         k, stride, min_brain_fraction: slice selection, see ``slice_indices``.
+        batched: when ``eval_transform`` is a :class:`~hcp_cam.transforms.slice_batch.SliceEvalCompose`
+            (the chain of ``build_slice_transforms``), cut the slices of each axis as one stack and run
+            its ``batched`` twin and inverse on the network's device (same maps within float32
+            rounding, ~10x less time); ``False``: the MONAI chain and ``Invertd`` slice by slice.
 
     Returns:
         :class:`CAMVolume`; every map is 0 outside the brain.
@@ -202,6 +208,11 @@ def cam_volume(
     try:
         if getattr(network, "spatial_dims", 2) == 3:
             result = _cam_volume_3d(fa_t, brain, network, inferer, eval_transform, class_idx, device)
+        elif batched and isinstance(eval_transform, SliceEvalCompose):
+            result = _cam_volume_2d_batched(
+                fa_t, brain, network, inferer, eval_transform.batched, axes, selection, batch_size,
+                trained_indices, fuse, class_idx, device, k, stride, min_brain_fraction, coverage,
+            )  # fmt: skip
         else:
             result = _cam_volume_2d(
                 fa_t, brain, network, inferer, eval_transform, axes, selection, batch_size,
@@ -267,6 +278,55 @@ def _cam_volume_2d(
     per_axis, covered = {}, {}
     for a in axes:
         per_axis[a], covered[a] = stack_slices(maps[a], a, indices[a], shape)
+    fused, known = _fuse(list(per_axis.values()), list(covered.values()), fuse, coverage)
+    return CAMVolume(fused, per_axis, covered, class_idx, logits_mean, known)
+
+
+def _cam_volume_2d_batched(
+    fa, brain, network, inferer, batched, axes, selection, batch_size,
+    trained_indices, fuse, class_idx, device, k, stride, min_brain_fraction, coverage,
+) -> CAMVolume:  # fmt: skip
+    """:func:`_cam_volume_2d` with each axis's slices cut, transformed and inverted as one stack."""
+    shape = tuple(int(s) for s in fa.shape[1:])
+    vol = torch.as_tensor(fa.as_tensor() if isinstance(fa, MetaTensor) else fa).to(device, torch.float32)
+    mask = torch.as_tensor(brain).to(device)
+    stacks: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for a in axes:
+        idx = slice_indices(shape, brain[0], a, selection, k, stride, min_brain_fraction)
+        if trained_indices is not None:
+            allowed = {int(i) for i in trained_indices.get(a, [])}
+            idx = [i for i in idx if i in allowed]
+        if idx:
+            index = torch.as_tensor(idx, dtype=torch.long)
+            stacks[a] = (index, batched(slice_stack(vol, a, index), slice_stack(mask, a, index)))
+    if not stacks:
+        raise ValueError("no slice to compute: the selection and trained_indices leave nothing")
+    batches = [x[s : s + batch_size] for _, x in stacks.values() for s in range(0, len(x), batch_size)]
+    logits_mean = None
+    if class_idx is None:
+        logits_mean = _predicted_class(batches, network, device)
+        class_idx = int(logits_mean.argmax())
+    per_axis, covered = {}, {}
+    logit_sum, n = None, 0
+    for a in axes:
+        per_axis[a] = torch.zeros(shape, dtype=torch.float32)
+        covered[a] = torch.zeros(shape, dtype=torch.bool)
+        if a not in stacks:
+            continue
+        index, x = stacks[a]
+        plane = tuple(s for d, s in enumerate(shape) if d != a)
+        maps = []
+        for s in range(0, len(x), batch_size):
+            out = _call_inferer(inferer, x[s : s + batch_size], network, class_idx)
+            logits = out.logits.detach().to(torch.float32).cpu()
+            logit_sum = logits.sum(0) if logit_sum is None else logit_sum + logits.sum(0)
+            n += logits.shape[0]
+            maps.append(batched.invert(_select_maps(out.maps.detach(), class_idx), plane)[:, 0].cpu())
+        # (n, H, W) -> the slices' place along axis a
+        per_axis[a].index_copy_(a, index, torch.cat(maps).movedim(0, a))
+        covered[a].index_fill_(a, index, True)
+    if logits_mean is None:
+        logits_mean = logit_sum / n
     fused, known = _fuse(list(per_axis.values()), list(covered.values()), fuse, coverage)
     return CAMVolume(fused, per_axis, covered, class_idx, logits_mean, known)
 
