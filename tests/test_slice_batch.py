@@ -45,7 +45,9 @@ def test_batched_eval_and_inverse_equal_the_monai_chain_per_slice(size):
         index = torch.tensor([it["index"] for it in its])
         images, masks = slice_stack(fa.as_tensor(), axis, index), slice_stack(mask, axis, index)
         # the stack is Slices25Dd's slices
-        torch.testing.assert_close(images, torch.stack([it["image"].as_tensor() for it in its]), rtol=0, atol=0)
+        torch.testing.assert_close(
+            images, torch.stack([it["image"].as_tensor() for it in its]), rtol=0, atol=0
+        )
         done = [chain(it) for it in its]
         expected = torch.stack([d["image"].as_tensor() for d in done])
         got = chain.batched(images, masks)
@@ -67,7 +69,9 @@ def test_slices_without_brain_or_spread_follow_monai():
     images[2, 0, 3, 3] = -0.2  # one pixel: SD 0 -> divided by 1
     masks = (images != 0).to(torch.uint8)
     masks[0, 0, 4, 4] = 1  # brain but FA 0: no nonzero value, left as is
-    expected = torch.stack([chain({"image": images[i], "mask": masks[i]})["image"].as_tensor() for i in range(3)])
+    expected = torch.stack(
+        [chain({"image": images[i], "mask": masks[i]})["image"].as_tensor() for i in range(3)]
+    )
     torch.testing.assert_close(chain.batched(images, masks), expected, rtol=0, atol=1e-6)
 
 
@@ -100,8 +104,16 @@ def test_whole_brain_cam_is_the_same_batched_or_slice_by_slice(method, class_idx
     indices = trained_slices(SHAPE, mask[0].numpy() > 0, "centre", 4) if trained else None
     runs = [
         cam_volume(
-            fa, mask, net, CAMInferer(method), chain, batch_size=5, class_idx=class_idx,
-            trained_indices=indices, coverage=coverage, batched=batched,
+            fa,
+            mask,
+            net,
+            CAMInferer(method),
+            chain,
+            batch_size=5,
+            class_idx=class_idx,
+            trained_indices=indices,
+            coverage=coverage,
+            batched=batched,
         )  # fmt: skip
         for batched in (True, False)
     ]
