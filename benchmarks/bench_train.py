@@ -23,7 +23,9 @@ Reported: medians over ``--repeats`` in slices/s and the ratios ``efficiency = p
 model_only`` (MONAI) and ``device_efficiency = device_pipeline / model_only``. On CUDA, AMP
 (float16 autocast with a gradient scaler) and channels-last are on for every row (``--amp``,
 ``--channels-last``), as the bundle's ``auto`` settings do. A table is printed last; ``--json``
-writes every number with the machine and versions.
+writes every number with the machine and versions. Defaults are read from the bundle's ``train.json``
+(``image_size``, ``network_width``, ``batch_size``, ``slices_per_axis``, ``num_workers``, and whether its
+``initialize`` turns MetaTensor tracking off), so the benchmark times what the bundle runs.
 
     python benchmarks/bench_train.py --smoke --json /tmp/bench_train.json   # seconds
     python benchmarks/bench_train.py --arch all --iterations 20 --repeats 3  # minutes on 2 cores
@@ -35,12 +37,14 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import platform
 import statistics
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import monai
@@ -57,29 +61,65 @@ from hcp_cam.training.data import build_transforms
 from hcp_cam.training.device_pipeline import DeviceBatchLoader, RandSliceAugment, SliceCache
 from hcp_cam.transforms import Slices25Dd
 
+BUNDLE_TRAIN = Path(__file__).resolve().parents[1] / "bundles" / "cam_dmri" / "configs" / "train.json"
+
+
+def bundle_defaults(path: Path = BUNDLE_TRAIN) -> dict[str, Any]:
+    """The settings of the bundle's ``train.json`` that the benchmark mirrors (so its defaults cannot drift)."""
+    cfg = json.loads(path.read_text())
+    return {
+        "image_size": int(cfg["image_size"]),
+        "width": float(cfg["network_width"]),
+        "batch_size": int(cfg["batch_size"]),
+        "slices_per_axis": int(cfg["slices_per_axis"]),
+        "num_workers": int(cfg["num_workers"]),
+        "no_track_meta": "$monai.data.set_track_meta(False)" in cfg["initialize"],
+    }
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    bundle = bundle_defaults()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--arch", default="alexnet", help=f"network name or 'all' ({', '.join(available_networks())})"
     )
-    p.add_argument("--image-size", type=int, default=64, help="slice size S (the bundle's image_size)")
     p.add_argument(
-        "--width", type=float, default=0.25, help="channel multiplier (the bundle's network_width)"
+        "--image-size", type=int, default=bundle["image_size"], help="slice size S (the bundle's image_size)"
     )
-    p.add_argument("--batch-size", type=int, default=32, help="slices per step (the bundle's batch_size)")
+    p.add_argument(
+        "--width", type=float, default=bundle["width"], help="channel multiplier (the bundle's network_width)"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=bundle["batch_size"],
+        help="slices per step (the bundle's batch_size)",
+    )
     p.add_argument("--iterations", type=int, default=20, help="timed training steps per repeat")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats; medians are reported")
     p.add_argument("--subjects", type=int, default=4, help="synthetic FA volumes sliced into items")
     p.add_argument(
-        "--slices-per-axis", type=int, default=16, help="Slices25Dd k (the bundle's slices_per_axis)"
+        "--slices-per-axis",
+        type=int,
+        default=bundle["slices_per_axis"],
+        help="Slices25Dd k (the bundle's slices_per_axis)",
     )
-    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (the bundle's num_workers)")
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=bundle["num_workers"],
+        help="DataLoader workers (the bundle's num_workers)",
+    )
     p.add_argument("--persistent-workers", action="store_true", help="keep DataLoader workers across epochs")
     p.add_argument(
         "--no-track-meta",
         action="store_true",
-        help="monai.data.set_track_meta(False) for the train pipeline (plain tensors, no affine tracking)",
+        default=bundle["no_track_meta"],
+        help="monai.data.set_track_meta(False) for the train pipeline (plain tensors, no affine tracking; "
+        "the default when the bundle's initialize sets it)",
+    )
+    p.add_argument(
+        "--track-meta", dest="no_track_meta", action="store_false", help="MetaTensors in the train pipeline"
     )
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
