@@ -72,5 +72,7 @@ def test_two_rank_training_on_cpu_splits_the_data_and_saves_once(pipeline, tiny_
     saved = re.findall(r"SupervisedTrainer - INFO - Saved checkpoint at epoch: (\d+)", text)
     assert sorted(saved) == ["1", "2"], saved
     assert (out / "checkpoints" / "model.pt").is_file()
+    # one TensorBoard writer (rank 0's), not an empty events file per rank
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
     history = pd.read_csv(out / "metrics" / "history.csv")
     assert list(history["epoch"]) == [1, 2]
