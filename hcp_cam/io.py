@@ -35,7 +35,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
 
     The temporary name keeps the suffixes of ``path`` (``.nii.gz``, ``.png``) so that writers that
-    choose a format by extension still work. On any exception the temporary file is removed.
+    choose a format by extension still work. On any exception the temporary file is removed. The file
+    gets the permissions a plain ``open(path, "w")`` would give (``0o666`` less the umask, or those of
+    the file it replaces), not ``mkstemp``'s owner-only ``0o600``: results are meant to be shared.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,10 +47,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _mode_for(path))
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _current_umask() -> int:
+    # os.umask can only be read by setting it; done once, at import, before any writer thread runs
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def _mode_for(path: Path) -> int:
+    """Permission bits for a new file at ``path``: those of the file it replaces, else 0o666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
 
 
 def write_json_atomic(obj: Any, path: str | os.PathLike, indent: int = 4) -> Path:
