@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import argparse
 
-from hcp_cam.cam.inferer import METHODS
+# hcp_cam.cam.inferer.METHODS and hcp_cam.cam.volume.COVERAGE_MODES, written out so that `hcp-cam --help`
+# imports no torch or MONAI (tests/test_cli_startup.py checks they match)
+METHODS = ("cam", "gradcam", "gradcampp")
+COVERAGE_MODES = ("all", "any")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--coverage",
-        choices=("all", "any"),
+        choices=COVERAGE_MODES,
         default="all",
         help="2D networks: fused map where every axis covers a voxel (default; with trained slices, the "
         "block where the three slabs cross) or where any axis does",

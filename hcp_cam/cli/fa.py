@@ -12,7 +12,11 @@ from __future__ import annotations
 import argparse
 
 from hcp_cam.errors import ConfigError
-from hcp_cam.transforms.tensor_fit import BACKENDS, TENSOR_METRICS
+
+# the choices of hcp_cam.transforms.tensor_fit, written out so that `hcp-cam --help` imports no torch or
+# MONAI (tests/test_cli_startup.py checks they match)
+BACKENDS = ("torch", "dipy")
+TENSOR_METRICS = ("fa", "md", "ad", "rd", "v1", "color_fa")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -15,14 +15,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hcp_cam.cam.gallery import (
-    load_cohort,
-    load_network_comparison,
-    safe_name,
-    write_cohort,
-    write_network_comparison,
-)
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -42,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _cohort_names(runs) -> list[str]:
     """``cohort_<arch>[_fold<k>]``: the fold when the run is one of several folds; unique names."""
+    from hcp_cam.cam.gallery import safe_name
+
     archs = [r.arch for r in runs]
     names = []
     for r in runs:
@@ -56,6 +50,15 @@ def _cohort_names(runs) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top: `hcp-cam --help` must not wait for torch and MONAI
+    from hcp_cam.cam.gallery import (
+        load_cohort,
+        load_network_comparison,
+        safe_name,
+        write_cohort,
+        write_network_comparison,
+    )
+
     out = Path(args.out)
     # read and check everything first: a bad run must not leave half of the figures behind
     comparison = None

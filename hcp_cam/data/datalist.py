@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai.data import load_decathlon_datalist
-
 from hcp_cam.data.discovery import Acquisition, discover_acquisitions
 from hcp_cam.data.participants import (
     DEFAULT_GROUPS,
@@ -192,6 +190,8 @@ def load_datalist(
     Raises:
         InputError: the file or the key is missing, or the file is not JSON.
     """
+    from monai.data import load_decathlon_datalist  # here: `hcp-cam --help` must not wait for MONAI
+
     path = Path(path)
     try:
         raw = json.loads(path.read_text())[data_list_key]
