@@ -14,6 +14,7 @@ from hcp_cam.training.metrics import (
     average_precision,
     classification_metrics,
     confusion_matrix,
+    constant_prediction_warning,
     precision_recall_curve,
     roc_auc,
     roc_curve,
@@ -144,6 +145,25 @@ def test_constant_predictions_detected():
     assert m["constant_predictions"] is True
     assert m["prediction_spread"] == pytest.approx(0.0)
     assert m["subject_accuracy"] == pytest.approx(0.4) and m["majority_baseline"] == pytest.approx(0.6)
+
+
+def test_constant_prediction_warning_tells_a_collapse_from_a_calibration_shift():
+    subjects = [f"s{i}" for i in range(8)]
+    y = [0] * 4 + [1] * 4
+    # collapsed: the same answer whatever the subject
+    collapsed = constant_prediction_warning(subject_and_slice_metrics(subjects, y, np.full(8, 0.99)))
+    assert collapsed and "batch-norm" in collapsed and "AUC 0.50" in collapsed
+    # shifted: the whole-brain fold of docs/results.md, old subjects ranked above young, all below 0.5
+    shifted_p = np.array([0.31, 0.33, 0.32, 0.34, 0.45, 0.47, 0.46, 0.45])
+    shifted = constant_prediction_warning(subject_and_slice_metrics(subjects, y, shifted_p))
+    assert shifted and "calibration" in shifted and "AUC 1.00" in shifted and "batch-norm" not in shifted
+    # not constant: no warning
+    assert (
+        constant_prediction_warning(
+            subject_and_slice_metrics(subjects, y, np.r_[shifted_p[:4], 0.6, 0.7, 0.6, 0.6])
+        )
+        is None
+    )
 
 
 def test_summarize_folds():

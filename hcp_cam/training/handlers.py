@@ -24,7 +24,11 @@ import torch
 from ignite.engine import Engine, Events
 
 from hcp_cam.io import atomic_path, write_json_atomic
-from hcp_cam.training.metrics import aggregate_by_subject, subject_and_slice_metrics
+from hcp_cam.training.metrics import (
+    aggregate_by_subject,
+    constant_prediction_warning,
+    subject_and_slice_metrics,
+)
 
 __all__ = [
     "stack_output",
@@ -123,12 +127,9 @@ class SubjectMetricsHandler:
         if not subjects:
             return
         m = subject_and_slice_metrics(subjects, y, prob)
-        if m.get("constant_predictions"):
-            logger.warning(
-                "every held-out subject gets the same prediction (spread %.3g): check batch-norm "
-                "statistics and intensity normalisation",
-                m.get("prediction_spread", float("nan")),
-            )
+        warning = constant_prediction_warning(m)
+        if warning:
+            logger.warning(warning)
         skip = {"slice_accuracy", "constant_predictions"}
         for k, v in m.items():
             if k not in skip and isinstance(v, (int, float, np.floating, np.integer)):
@@ -265,6 +266,9 @@ class TestReportHandler:
             metrics["roc_auc"],
             metrics["n_subjects"],
         )
+        warning = constant_prediction_warning(metrics)
+        if warning:
+            logger.warning("%s: %s", self.prefix, warning)
 
 
 class ImageGridHandler:

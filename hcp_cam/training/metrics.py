@@ -25,6 +25,7 @@ __all__ = [
     "classification_metrics",
     "aggregate_by_subject",
     "subject_and_slice_metrics",
+    "constant_prediction_warning",
     "roc_curve",
     "precision_recall_curve",
     "roc_auc",
@@ -289,6 +290,30 @@ def subject_and_slice_metrics(subjects: Sequence[str], y_true, prob, method: str
         "prediction_spread": float(np.std(p_s[:, 1])),
         "constant_predictions": bool(np.unique(p_s.argmax(axis=1)).size == 1),
     }
+
+
+def constant_prediction_warning(metrics: dict, auc_ranked: float = 0.8) -> str | None:
+    """The warning for held-out subjects that all get one predicted class, or ``None`` if they do not.
+
+    Two causes read differently: a subject ROC AUC of at least ``auc_ranked`` means the network still
+    ranks the subjects, and the probabilities only sit on one side of 0.5 (a calibration shift, e.g.
+    when most slices of a whole brain carry no evidence: docs/results.md); a low AUC means the answers
+    do not depend on the subject (findings.md: shifted batch-norm statistics gave every subject p = 0.99).
+
+    Args:
+        metrics: the output of :func:`subject_and_slice_metrics`.
+        auc_ranked: the subject AUC from which the subjects count as ranked.
+    """
+    if not metrics.get("constant_predictions"):
+        return None
+    spread, auc = metrics.get("prediction_spread", float("nan")), metrics.get("roc_auc", float("nan"))
+    head = f"every held-out subject gets the same prediction (spread {spread:.3g}, subject AUC {auc:.2f})"
+    if np.isfinite(auc) and auc >= auc_ranked:
+        return (
+            f"{head}: the subjects are still ranked, their probabilities sit on one side of 0.5; a "
+            "calibration shift (e.g. many slices without evidence), so read the AUC beside the accuracy"
+        )
+    return f"{head}: check batch-norm statistics and intensity normalisation"
 
 
 def summarize_folds(values: Sequence[float]) -> dict[str, float]:
