@@ -16,6 +16,7 @@ from hcp_cam.transforms import (
     Slices25Dd,
     build_slice_transforms,
     map_to_slice,
+    slice_indices,
     slice_stack,
     trained_slices,
 )
@@ -129,3 +130,21 @@ def test_whole_brain_cam_is_the_same_batched_or_slice_by_slice(method, class_idx
         torch.testing.assert_close(fast.per_axis[axis], slow.per_axis[axis], rtol=0, atol=1e-4 * float(scale))
     if trained:  # only the trained slabs were computed
         assert int(fast.covered[0].any(dim=(1, 2)).sum()) == 4
+
+
+def test_predicted_class_cam_takes_one_pass_over_the_slices():
+    """CAM of the predicted class needs no forward pass of its own: one pass gives logits and every
+    class's map. Grad-CAM still needs the class first, so it runs the network twice per batch."""
+    fa, mask = _volume(seed=5)
+    torch.manual_seed(0)
+    net = get_network("alexnet", spatial_dims=2, width=0.0625).eval()
+    _, chain = build_slice_transforms(image_size=net.min_input_size)
+    calls = []
+    net.features.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
+    slices = sum(len(slice_indices(SHAPE, mask[0], a, "mask")) for a in range(3))
+    cam = cam_volume(fa, mask, net, CAMInferer("cam"), chain, batch_size=7)
+    assert sum(calls) == slices
+    calls.clear()
+    grad = cam_volume(fa, mask, net, CAMInferer("gradcam"), chain, batch_size=7)
+    assert sum(calls) == 2 * slices
+    assert cam.class_idx == grad.class_idx == int(cam.logits_mean.argmax())

@@ -42,13 +42,11 @@ class SliceGeometry:
         self.plane = (int(plane[0]), int(plane[1]))
         if min(self.plane) < 1:
             raise ValueError(f"slice shape must be positive, got {self.plane}")
-        scale = image_size / max(self.plane)
-        self.resized = tuple(int(round(s * scale)) for s in self.plane)
-        self.pad = tuple(
-            (max(image_size - s, 0) // 2, max(image_size - s, 0) - max(image_size - s, 0) // 2)
-            for s in self.resized
-        )
         self.image_size = int(image_size)
+        scale = self.image_size / max(self.plane)
+        self.resized = tuple(int(round(s * scale)) for s in self.plane)
+        extra = [max(self.image_size - s, 0) for s in self.resized]
+        self.pad = tuple((e // 2, e - e // 2) for e in extra)
 
     def __repr__(self) -> str:
         return f"SliceGeometry(plane={self.plane}, resized={self.resized}, pad={self.pad})"

@@ -244,13 +244,10 @@ def _cam_volume_2d(
     trained_indices, fuse, class_idx, device, k, stride, min_brain_fraction, coverage,
 ) -> CAMVolume:  # fmt: skip
     shape = tuple(int(s) for s in fa.shape[1:])
+    chosen = _computed_indices(shape, brain, axes, selection, k, stride, min_brain_fraction, trained_indices)
+    allowed = {(a, i) for a, idx in chosen.items() for i in idx}
     slicer = Slices25Dd("image", "mask", selection, k, stride, axes, min_brain_fraction)
-    items = slicer({"image": fa, "mask": brain})
-    if trained_indices is not None:
-        allowed = {(int(a), int(i)) for a, idx in trained_indices.items() for i in idx}
-        items = [it for it in items if (it["axis"], it["index"]) in allowed]
-    if not items:
-        raise ValueError("no slice to compute: the selection and trained_indices leave nothing")
+    items = [it for it in slicer({"image": fa, "mask": brain}) if (it["axis"], it["index"]) in allowed]
     transformed = [eval_transform(it) for it in items]
     batches = [
         torch.stack([t["image"].as_tensor() for t in transformed[s : s + batch_size]])
@@ -282,51 +279,81 @@ def _cam_volume_2d(
     return CAMVolume(fused, per_axis, covered, class_idx, logits_mean, known)
 
 
-def _cam_volume_2d_batched(
-    fa, brain, network, inferer, batched, axes, selection, batch_size,
-    trained_indices, fuse, class_idx, device, k, stride, min_brain_fraction, coverage,
-) -> CAMVolume:  # fmt: skip
-    """:func:`_cam_volume_2d` with each axis's slices cut, transformed and inverted as one stack."""
-    shape = tuple(int(s) for s in fa.shape[1:])
-    vol = torch.as_tensor(fa.as_tensor() if isinstance(fa, MetaTensor) else fa).to(device, torch.float32)
-    mask = torch.as_tensor(brain).to(device)
-    stacks: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+def _computed_indices(
+    shape, brain, axes, selection, k, stride, min_brain_fraction, trained_indices
+) -> dict[int, list[int]]:  # fmt: skip
+    """Axis -> the slice indices to compute: the selection, restricted to ``trained_indices`` when given.
+
+    Raises:
+        ValueError: no slice is left on any axis.
+    """
+    chosen = {}
     for a in axes:
         idx = slice_indices(shape, brain[0], a, selection, k, stride, min_brain_fraction)
         if trained_indices is not None:
             allowed = {int(i) for i in trained_indices.get(a, [])}
             idx = [i for i in idx if i in allowed]
         if idx:
-            index = torch.as_tensor(idx, dtype=torch.long)
-            stacks[a] = (index, batched(slice_stack(vol, a, index), slice_stack(mask, a, index)))
-    if not stacks:
+            chosen[a] = idx
+    if not chosen:
         raise ValueError("no slice to compute: the selection and trained_indices leave nothing")
-    batches = [x[s : s + batch_size] for _, x in stacks.values() for s in range(0, len(x), batch_size)]
+    return chosen
+
+
+def _cam_volume_2d_batched(
+    fa, brain, network, inferer, batched, axes, selection, batch_size,
+    trained_indices, fuse, class_idx, device, k, stride, min_brain_fraction, coverage,
+) -> CAMVolume:  # fmt: skip
+    """:func:`_cam_volume_2d` with each axis's slices cut, transformed and inverted as one stack.
+
+    For the volume's predicted class with ``CAMInferer("cam")``, one pass gives the logits and the maps of
+    every class (CAM weighs the same features per class), and the class is picked afterwards; other
+    inferers (Grad-CAM needs its class before the backward pass) get a forward pass for the class first.
+    The maps wait at input size until the class is known: ``slices x classes x S^2`` floats on ``device``
+    (32 MB for 438 HCP slices, 2 classes, S = 96).
+    """
+    shape = tuple(int(s) for s in fa.shape[1:])
+    chosen = _computed_indices(shape, brain, axes, selection, k, stride, min_brain_fraction, trained_indices)
+    vol = torch.as_tensor(fa.as_tensor() if isinstance(fa, MetaTensor) else fa).to(device, torch.float32)
+    mask = torch.as_tensor(brain).to(device)
+    stacks = {}
+    for a, idx in chosen.items():
+        index = torch.as_tensor(idx, dtype=torch.long)
+        stacks[a] = (index, batched(slice_stack(vol, a, index), slice_stack(mask, a, index)))
+    one_pass = class_idx is None and getattr(inferer, "method", None) == "cam"
     logits_mean = None
-    if class_idx is None:
+    if class_idx is None and not one_pass:
+        batches = [x[s : s + batch_size] for _, x in stacks.values() for s in range(0, len(x), batch_size)]
         logits_mean = _predicted_class(batches, network, device)
         class_idx = int(logits_mean.argmax())
-    per_axis, covered = {}, {}
+    # maps at input size: every class's in one pass, else the wanted class's
+    raw: dict[int, torch.Tensor] = {}
     logit_sum, n = None, 0
+    for a, (_, x) in stacks.items():
+        maps = []
+        for s in range(0, len(x), batch_size):
+            out = _call_inferer(inferer, x[s : s + batch_size], network, "all" if one_pass else class_idx)
+            logits = out.logits.detach().to(torch.float32).cpu()
+            logit_sum = logits.sum(0) if logit_sum is None else logit_sum + logits.sum(0)
+            n += logits.shape[0]
+            maps.append(out.maps.detach() if one_pass else _select_maps(out.maps.detach(), class_idx))
+        raw[a] = torch.cat(maps)
+    if logits_mean is None:
+        logits_mean = logit_sum / n
+    if one_pass:
+        class_idx = int(logits_mean.argmax())
+    per_axis, covered = {}, {}
     for a in axes:
         per_axis[a] = torch.zeros(shape, dtype=torch.float32)
         covered[a] = torch.zeros(shape, dtype=torch.bool)
         if a not in stacks:
             continue
-        index, x = stacks[a]
+        index = stacks[a][0]
         plane = tuple(s for d, s in enumerate(shape) if d != a)
-        maps = []
-        for s in range(0, len(x), batch_size):
-            out = _call_inferer(inferer, x[s : s + batch_size], network, class_idx)
-            logits = out.logits.detach().to(torch.float32).cpu()
-            logit_sum = logits.sum(0) if logit_sum is None else logit_sum + logits.sum(0)
-            n += logits.shape[0]
-            maps.append(batched.invert(_select_maps(out.maps.detach(), class_idx), plane)[:, 0].cpu())
+        back = batched.invert(_select_maps(raw[a], class_idx), plane)[:, 0].cpu()
         # (n, H, W) -> the slices' place along axis a
-        per_axis[a].index_copy_(a, index, torch.cat(maps).movedim(0, a))
+        per_axis[a].index_copy_(a, index, back.movedim(0, a))
         covered[a].index_fill_(a, index, True)
-    if logits_mean is None:
-        logits_mean = logit_sum / n
     fused, known = _fuse(list(per_axis.values()), list(covered.values()), fuse, coverage)
     return CAMVolume(fused, per_axis, covered, class_idx, logits_mean, known)
 
