@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from bundle_helpers import CONFIGS, output_of, run_bundle
+from bundle_helpers import EVALUATE, INFERENCE, output_of, run_bundle
 
 TEST_METRIC_KEYS = (
     "subject_accuracy",
@@ -29,14 +29,14 @@ TEST_METRIC_KEYS = (
 def evaluated(trained_run, tiny_data):
     out, train_proc = trained_run
     assert train_proc.returncode == 0, output_of(train_proc)[-4000:]
-    return out, run_bundle("evaluating", CONFIGS / "evaluate.json", out, tiny_data)
+    return out, run_bundle("evaluating", EVALUATE, out, tiny_data)
 
 
 @pytest.fixture(scope="module")
 def inferred(trained_run, tiny_data):
     out, train_proc = trained_run
     assert train_proc.returncode == 0, output_of(train_proc)[-4000:]
-    return out, run_bundle("inference", CONFIGS / "inference.json", out, tiny_data)
+    return out, run_bundle("inference", INFERENCE, out, tiny_data)
 
 
 def _test_subjects(out) -> set[str]:

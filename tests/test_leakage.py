@@ -17,7 +17,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from bundle_helpers import CONFIGS, output_of, run_bundle
+from bundle_helpers import CONFIGS, EVALUATE, output_of, run_bundle
 
 from hcp_cam.training.data import build_transforms, prepare_data
 
@@ -81,7 +81,7 @@ def test_eval_mode_predictions_on_held_out_subjects_are_not_constant(tiny_data, 
     # accuracy, which on 2 validation subjects ties early, with a barely trained network
     last = out / "checkpoints" / f"checkpoint_epoch={epochs}.pt"
     proc = run_bundle(
-        "evaluating", CONFIGS / "evaluate.json", out, tiny_data, {"epochs": epochs, "ckpt": last}
+        "evaluating", EVALUATE, out, tiny_data, {"epochs": epochs, "ckpt": last}
     )
     assert proc.returncode == 0, output_of(proc)[-3000:]
     metrics = json.loads((out / "metrics" / "test_metrics.json").read_text())

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from hcp_cam.errors import ConfigError
-from hcp_cam.training.run_setup import find_bundle_root, flag, optional, prepare_output_dir
+from hcp_cam.training.run_setup import default_output_dir, flag, optional, prepare_output_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,25 +37,6 @@ def test_optional_maps_null_strings_to_none():
     assert optional(3) == 3
 
 
-def test_bundle_root_from_the_config_file_argument_through_the_symlink(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(
-        sys, "argv", ["x", "run", "training", "--config_file", str(REPO / "bundles/cam_dmri/train.json")]
-    )
-    assert Path(find_bundle_root()) == REPO / "bundles" / "cam_dmri"
-    monkeypatch.setattr(
-        sys, "argv", ["x", "--config_file", f"['{REPO}/bundles/cam_dmri/configs/train.json','other.json']"]
-    )
-    assert Path(find_bundle_root()) == REPO / "bundles" / "cam_dmri"
-
-
-def test_bundle_root_falls_back_to_the_shipped_bundle(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["pytest"])
-    assert Path(find_bundle_root()) == REPO / "bundles" / "cam_dmri"
-    assert Path(find_bundle_root(default=tmp_path)) == tmp_path
-
-
 def test_run_folder_of_another_configuration_is_refused(tmp_path):
     out = tmp_path / "run"
     prepare_output_dir(out, {"arch": "alexnet", "seed": 0, "epochs": 2})
@@ -78,3 +58,9 @@ def test_checking_a_run_folder_writes_nothing_until_recorded(tmp_path):
     assert out.is_dir() and not (out / "config.json").exists()
     record_run_config(out, {"arch": "alexnet"})
     assert json.loads((out / "config.json").read_text())["arch"] == "alexnet"
+
+
+def test_default_output_dir_names_the_fold_only_for_k_fold_runs(tmp_path):
+    assert default_output_dir(tmp_path, "vgg16") == str(tmp_path / "runs" / "vgg16")
+    assert default_output_dir(tmp_path, "vgg16", num_folds="3", fold="2") == str(tmp_path / "runs" / "vgg16_fold2")
+    assert default_output_dir(tmp_path, "vgg16", num_folds=1, fold=2) == str(tmp_path / "runs" / "vgg16")

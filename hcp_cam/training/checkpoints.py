@@ -25,6 +25,9 @@ __all__ = [
     "latest_checkpoint",
     "load_checkpoint",
     "attach_resume",
+    "attach_saver",
+    "attach_early_stopping",
+    "load_weights",
     "best_model_path",
     "check_model_checkpoint",
 ]
@@ -105,8 +108,50 @@ def attach_resume(
     return path
 
 
+def attach_saver(saver: Any, trainer: Any) -> Any:
+    """Attach a checkpoint saver to ``trainer`` on the main rank only (one writer per run folder)."""
+    from hcp_cam.training.run_setup import is_main_rank
+
+    if is_main_rank():
+        saver.attach(trainer)
+    return saver
+
+
+def attach_early_stopping(evaluator: Any, trainer: Any, patience: int) -> Any:
+    """Stop ``trainer`` when the validation accuracy of ``evaluator`` has not improved for ``patience``
+    epochs; ``patience`` 0 (the default) is off.
+
+    Returns:
+        the attached ``monai.handlers.EarlyStopHandler``, or ``None``.
+    """
+    patience = int(patience)
+    if patience <= 0:
+        return None
+    from monai.handlers import EarlyStopHandler, stopping_fn_from_metric
+
+    handler = EarlyStopHandler(
+        patience=patience, score_function=stopping_fn_from_metric("val_accuracy"), trainer=trainer, epoch_level=True
+    )
+    handler.attach(evaluator)
+    return handler
+
+
+def load_weights(
+    network: torch.nn.Module, path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> torch.nn.Module:
+    """``network`` with the weights of the checkpoint at ``path`` (checked to fit it first), in eval mode."""
+    check_model_checkpoint(path, network)
+    state = load_checkpoint(path, map_location)
+    if "model" in state and isinstance(state["model"], Mapping):
+        state = state["model"]
+    network.load_state_dict(state)
+    return network.eval()
+
+
 def best_model_path(output_dir: str | os.PathLike, ckpt: str | os.PathLike | None = None) -> str:
     """``ckpt`` if given, else ``<output_dir>/checkpoints/model.pt``; an error if it is missing."""
+    if isinstance(ckpt, str) and ckpt.strip().lower() in ("", "null", "none"):
+        ckpt = None
     path = Path(ckpt) if ckpt else Path(output_dir) / "checkpoints" / "model.pt"
     if not path.is_file():
         raise ConfigError(f"no trained model at {path}: run training first or pass --ckpt PATH")

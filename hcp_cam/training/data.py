@@ -36,7 +36,16 @@ from hcp_cam.errors import ConfigError
 from hcp_cam.fa_maps import compute_fa_file, fa_cache_path
 from hcp_cam.io import load_nifti
 
-__all__ = ["DEMO", "resolve_dataset_dir", "prepare_data", "PreparedData", "build_transforms"]
+__all__ = [
+    "DEMO",
+    "resolve_dataset_dir",
+    "prepare_data",
+    "PreparedData",
+    "build_transforms",
+    "train_transform",
+    "eval_transform",
+    "default_roi_dir",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +184,8 @@ def prepare_data(
     """
     if spatial_dims not in (2, 3):
         raise ConfigError(f"spatial_dims must be 2 (slices) or 3 (volumes), got {spatial_dims}")
+    if isinstance(groups, str) and groups.strip().lower() in ("", "null", "none"):
+        groups = None  # `--groups null` on the command line
     root = resolve_dataset_dir(dataset_dir, cache_dir, demo_subjects=demo_subjects, demo_seed=seed)
     folds = None if not num_folds or int(num_folds) <= 1 else int(num_folds)
     datalist = make_datalist(
@@ -236,6 +247,16 @@ def build_transforms(spatial_dims: int = 2, image_size: int = 64, noise_std: flo
         *tail,
     ]
     return Compose(train), Compose([*head, *tail])
+
+
+def train_transform(spatial_dims: int = 2, image_size: int = 64, noise_std: float = 0.3, **kwargs: Any):
+    """The training chain of :func:`build_transforms`."""
+    return build_transforms(spatial_dims, image_size, noise_std, **kwargs)[0]
+
+
+def eval_transform(spatial_dims: int = 2, image_size: int = 64, **kwargs: Any):
+    """The evaluation chain of :func:`build_transforms` (deterministic; invertible for CAM)."""
+    return build_transforms(spatial_dims, image_size, **kwargs)[1]
 
 
 def default_roi_dir(dataset_dir: str | os.PathLike) -> str | None:

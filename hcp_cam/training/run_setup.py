@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,11 @@ from hcp_cam.errors import ConfigError
 from hcp_cam.io import write_json_atomic
 
 __all__ = [
-    "find_bundle_root",
+    "default_output_dir",
+    "is_main_rank",
+    "on_main_rank",
+    "init_distributed",
+    "destroy_distributed",
     "resolve_device",
     "resolve_data_pipeline",
     "resolve_amp",
@@ -57,56 +60,46 @@ RUN_CONFIG_KEYS = (
 )
 
 
-def find_bundle_root(default: str | os.PathLike | None = None) -> str:
-    """Return the bundle folder (the one holding ``configs/metadata.json``).
+def default_output_dir(bundle_root: str | os.PathLike, arch: str, num_folds: Any = 1, fold: Any = 0) -> str:
+    """``<bundle_root>/runs/<arch>``, with ``_fold<k>`` when the run is one fold of a k-fold split."""
+    name = str(arch) if int(num_folds or 1) <= 1 else f"{arch}_fold{int(fold or 0)}"
+    return os.path.join(os.fspath(bundle_root), "runs", name)
 
-    ``python -m monai.bundle run --config_file X`` does not tell the config where ``X`` is, so the
-    folder is taken from the ``--config_file`` argument of the running command (symlinks
-    resolved, so ``bundles/cam_dmri/train.json -> configs/train.json`` gives ``bundles/cam_dmri``);
-    else the current folder if it is a bundle; else ``default``; else the bundle shipped in this
-    repository. Override with ``--bundle_root DIR``.
+
+def is_main_rank() -> bool:
+    """True outside ``torch.distributed`` and on rank 0: the process that writes logs and files."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def on_main_rank(items: Any) -> Any:
+    """``items`` (e.g. a list of handlers) on the main rank, an empty list on the other ranks."""
+    return items if is_main_rank() else []
+
+
+def init_distributed(device: str | torch.device) -> bool:
+    """Join the ``torchrun`` process group (NCCL on CUDA, gloo on a CPU) and pin this rank's GPU.
+
+    Returns:
+        ``True`` (a process group is initialised).
     """
-    for cfg in _config_files_from_argv(sys.argv):
-        root = _bundle_of(Path(cfg))
-        if root is not None:
-            return str(root)
-    if (Path.cwd() / "configs" / "metadata.json").is_file():
-        return str(Path.cwd())
-    if default is not None:
-        return str(Path(default))
-    shipped = Path(__file__).resolve().parents[2] / "bundles" / "cam_dmri"
-    return str(shipped)
+    import torch.distributed as dist
+
+    dev = torch.device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    return True
 
 
-def _config_files_from_argv(argv: list[str]) -> list[str]:
-    out: list[str] = []
-    for i, arg in enumerate(argv):
-        value = None
-        if arg == "--config_file" and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif arg.startswith("--config_file="):
-            value = arg.split("=", 1)[1]
-        if value is None:
-            continue
-        value = value.strip()
-        if value.startswith("["):  # a list of files, as fire passes it
-            try:
-                out.extend(str(v) for v in json.loads(value.replace("'", '"')))
-            except json.JSONDecodeError:
-                continue
-        else:
-            out.extend(v.strip() for v in value.split(","))
-    return out
+def destroy_distributed() -> None:
+    """Leave the process group at the end of a ``torchrun`` run."""
+    import torch.distributed as dist
 
-
-def _bundle_of(config_file: Path) -> Path | None:
-    if not config_file.exists():
-        return None
-    real = config_file.resolve()
-    for parent in (real.parent, real.parent.parent):
-        if (parent / "configs" / "metadata.json").is_file():
-            return parent
-    return None
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -271,8 +264,9 @@ def prepare_output_dir(
 
 
 def record_run_config(output_dir: str | os.PathLike, settings: Mapping[str, Any]) -> str:
-    """Write ``config.json`` of a run folder already checked by :func:`prepare_output_dir`."""
-    return prepare_output_dir(output_dir, settings, resume=True, write=True)
+    """Write ``config.json`` of a run folder already checked by :func:`prepare_output_dir` (on the main
+    rank only: under ``torch.distributed`` the other ranks write nothing)."""
+    return prepare_output_dir(output_dir, settings, resume=True, write=is_main_rank())
 
 
 def _plain(value: Any) -> Any:
