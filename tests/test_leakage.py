@@ -80,9 +80,7 @@ def test_eval_mode_predictions_on_held_out_subjects_are_not_constant(tiny_data, 
     # the last epoch's weights: model.pt keeps the first epoch with the best validation slice
     # accuracy, which on 2 validation subjects ties early, with a barely trained network
     last = out / "checkpoints" / f"checkpoint_epoch={epochs}.pt"
-    proc = run_bundle(
-        "evaluating", EVALUATE, out, tiny_data, {"epochs": epochs, "ckpt": last}
-    )
+    proc = run_bundle("evaluating", EVALUATE, out, tiny_data, {"epochs": epochs, "ckpt": last})
     assert proc.returncode == 0, output_of(proc)[-3000:]
     metrics = json.loads((out / "metrics" / "test_metrics.json").read_text())
     # spread, not the argmax flag: with 2 test subjects a small shared bias puts both on one side

@@ -62,5 +62,7 @@ def test_checking_a_run_folder_writes_nothing_until_recorded(tmp_path):
 
 def test_default_output_dir_names_the_fold_only_for_k_fold_runs(tmp_path):
     assert default_output_dir(tmp_path, "vgg16") == str(tmp_path / "runs" / "vgg16")
-    assert default_output_dir(tmp_path, "vgg16", num_folds="3", fold="2") == str(tmp_path / "runs" / "vgg16_fold2")
+    assert default_output_dir(tmp_path, "vgg16", num_folds="3", fold="2") == str(
+        tmp_path / "runs" / "vgg16_fold2"
+    )
     assert default_output_dir(tmp_path, "vgg16", num_folds=1, fold=2) == str(tmp_path / "runs" / "vgg16")

@@ -130,7 +130,10 @@ def attach_early_stopping(evaluator: Any, trainer: Any, patience: int) -> Any:
     from monai.handlers import EarlyStopHandler, stopping_fn_from_metric
 
     handler = EarlyStopHandler(
-        patience=patience, score_function=stopping_fn_from_metric("val_accuracy"), trainer=trainer, epoch_level=True
+        patience=patience,
+        score_function=stopping_fn_from_metric("val_accuracy"),
+        trainer=trainer,
+        epoch_level=True,
     )
     handler.attach(evaluator)
     return handler
