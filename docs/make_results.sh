@@ -16,8 +16,8 @@ for arch in "${archs[@]}"; do
     out=$root/${arch}_fold${fold}
     common=(--arch "$arch" --network_width "$width" --image_size "$size" --num_folds "$folds" --fold "$fold" --output_dir "$out")
     python -m monai.bundle run training --config_file bundles/cam_dmri/train.json "${common[@]}"
-    python -m monai.bundle run evaluating --config_file bundles/cam_dmri/evaluate.json "${common[@]}"
-    python -m monai.bundle run inference --config_file bundles/cam_dmri/inference.json "${common[@]}"
+    python -m monai.bundle run evaluating --config_file "['bundles/cam_dmri/configs/train.json','bundles/cam_dmri/configs/evaluate.json']" "${common[@]}"
+    python -m monai.bundle run inference --config_file "['bundles/cam_dmri/configs/train.json','bundles/cam_dmri/configs/inference.json']" "${common[@]}"
   done
 done
 hcp-cam compare "$root"/* --out "${RESULTS_TABLE:-docs/results_table}"
