@@ -1,4 +1,4 @@
-"""Figures across networks and subjects (hcp_cam.cam.gallery, `hcp-cam figures`) on real run folders.
+"""Figures across networks and subjects (hcp_cam.reports.gallery, `hcp-cam figures`) on real run folders.
 
 Each fake run folder is what the bundle's inference leaves: ``config.json``, ``cam/summary.csv`` and
 ``cam/<subject>/<acquisition>_cam01.nii.gz``, written with nibabel; the FA maps are real NIfTI files
@@ -17,7 +17,7 @@ from matplotlib.image import imread
 from PIL import Image
 
 from hcp_cam.cam.figures import peak_planes
-from hcp_cam.cam.gallery import (
+from hcp_cam.reports.gallery import (
     cohort,
     cohort_means,
     load_cohort,

@@ -1,36 +1,41 @@
 """What the bundle configs wire for training and evaluation: the data of a run, the run's set-up
-(device, folders, distributed ranks), checkpoints, subject-level metrics and their handlers."""
+(device, folders, distributed ranks), checkpoints, subject-level metrics and their handlers.
 
-from hcp_cam.training import checkpoints, data, device_pipeline, handlers, metrics, run_setup
-from hcp_cam.training.checkpoints import (
-    AtomicCheckpointSaver,
-    attach_resume,
-    best_model_path,
-    check_model_checkpoint,
-    latest_checkpoint,
-    load_checkpoint,
-    load_weights,
-)
-from hcp_cam.training.data import PreparedData, build_transforms, prepare_data
-from hcp_cam.training.run_setup import prepare_output_dir, resolve_device
+Submodules and names load on first use (PEP 562), so that ``hcp_cam.training.metrics`` (numpy only,
+used by the reports and the command line) does not pull in MONAI and ignite.
+"""
 
-__all__ = [
-    "checkpoints",
-    "data",
-    "device_pipeline",
-    "handlers",
-    "metrics",
-    "run_setup",
-    "AtomicCheckpointSaver",
-    "attach_resume",
-    "best_model_path",
-    "check_model_checkpoint",
-    "latest_checkpoint",
-    "load_checkpoint",
-    "load_weights",
-    "PreparedData",
-    "build_transforms",
-    "prepare_data",
-    "prepare_output_dir",
-    "resolve_device",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_SUBMODULES = ("checkpoints", "data", "device_pipeline", "handlers", "metrics", "run_setup")
+_NAMES = {
+    "AtomicCheckpointSaver": "checkpoints",
+    "attach_resume": "checkpoints",
+    "best_model_path": "checkpoints",
+    "check_model_checkpoint": "checkpoints",
+    "latest_checkpoint": "checkpoints",
+    "load_checkpoint": "checkpoints",
+    "load_weights": "checkpoints",
+    "PreparedData": "data",
+    "build_transforms": "data",
+    "prepare_data": "data",
+    "prepare_output_dir": "run_setup",
+    "resolve_device": "run_setup",
+}
+
+__all__ = [*_SUBMODULES, *_NAMES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
