@@ -17,6 +17,8 @@ from matplotlib.image import imread
 from PIL import Image
 
 from hcp_cam.cam.figures import peak_planes
+from hcp_cam.cli import main
+from hcp_cam.errors import InputError
 from hcp_cam.reports.gallery import (
     cohort,
     cohort_means,
@@ -26,8 +28,6 @@ from hcp_cam.reports.gallery import (
     read_cam_run,
     run_labels,
 )
-from hcp_cam.cli import main
-from hcp_cam.errors import InputError
 
 SHAPE = (12, 14, 10)
 AFFINE = np.array([[2.0, 0, 0, -12], [0, 2, 0, -14], [0, 0, 2.5, -10], [0, 0, 0, 1]])
