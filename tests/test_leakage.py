@@ -7,7 +7,7 @@ and returns that subject's (random) label. The leak is a property of the split, 
 neighbour classifier on the project's own normalised slices shows it in seconds.
 
 (b) After tiny training through the bundle, eval-mode predictions on held-out subjects are not
-all the same (findings.md: shifted batch-norm statistics once gave every subject p = 0.99).
+all the same (docs/architecture.md, "Lessons": shifted batch-norm statistics once gave every subject p = 0.99).
 """
 
 from __future__ import annotations

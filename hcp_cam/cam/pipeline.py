@@ -225,7 +225,7 @@ def run_cam_inference(
 
     ``cam_slices="trained"`` computes maps only on the slices the network was trained on (the
     centre ``slices_per_axis`` per axis for the default selection) and leaves the rest unknown:
-    a network asked about slices it never saw lights up rims of cortex (docs/findings).
+    a network asked about slices it never saw lights up rims of cortex (docs/architecture.md, "Lessons").
     ``"all"`` computes every slice with brain. ``coverage="all"`` keeps the fused map where every
     axis covers a voxel (the block where the three trained slabs cross), ``"any"`` wherever one does
     (:func:`~hcp_cam.cam.volume.cam_volume`). ``randomisation_check`` writes
