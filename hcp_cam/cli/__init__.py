@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from hcp_cam import __version__
 from hcp_cam.errors import HcpCamError
 
+__all__ = ["build_parser", "main"]
+
 # sub-command modules, in the order `hcp-cam --help` lists them
 _COMMANDS = ("synth", "datalist", "fa", "compare", "cam", "figures")
 

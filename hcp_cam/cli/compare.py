@@ -7,6 +7,8 @@ import argparse
 from hcp_cam.errors import ConfigError
 from hcp_cam.reports.compare import FORMATS, compare_runs, format_markdown, write_comparison
 
+__all__ = ["register"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(

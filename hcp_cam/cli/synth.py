@@ -14,6 +14,8 @@ from typing import Any
 
 from hcp_cam.synth import DEFAULT_SHAPE, DEFAULT_VOXEL_SIZE, LAYOUTS, generate_dataset
 
+__all__ = ["register"]
+
 # what --hcp-size changes (options given explicitly still win)
 HCP_SIZE: dict[str, Any] = {
     "shape": (145, 174, 145),
