@@ -107,3 +107,60 @@ def test_inference_scores_localization_and_randomisation(inferred, tiny_data):
     assert isinstance(check["passed"], bool)
     assert -1.0 <= check["spearman"]["all_layers"] <= 1.0
     assert check["n_inputs"] > 0
+
+
+def test_inference_writes_faithfulness_of_every_map(inferred):
+    out, proc = inferred
+    assert proc.returncode == 0, output_of(proc)[-4000:]
+    table = pd.read_csv(out / "cam" / "faithfulness.csv", dtype={"subject": str})
+    assert list(table.columns[:6]) == [
+        "subject",
+        "acquisition",
+        "group",
+        "map",
+        "deletion_auc",
+        "insertion_auc",
+    ]
+    assert set(table["subject"]) == _test_subjects(out)
+    assert (
+        table.groupby(["subject", "acquisition"])["map"].apply(list)
+        == [["cam", "gradcam", "gradcampp", "random", "fa"]] * len(_test_subjects(out))
+    ).all()
+    for col in ("deletion_auc", "insertion_auc", "prob_original"):
+        assert table[col].between(0.0, 1.0).all(), (col, table[col].tolist())
+    assert (table["class"] == "old").all()
+    curves = pd.read_csv(out / "cam" / "faithfulness_curves.csv", dtype={"subject": str})
+    assert len(curves) == len(table) * 2 * 8  # deletion and insertion at the 8 default steps
+    first = curves[(curves["curve"] == "deletion") & (curves["fraction"] == 0.0)]
+    # every curve starts at the intact volume: the subject's probability as the CAM summary reports it
+    summary = pd.read_csv(out / "cam" / "summary.csv", dtype={"subject": str}).set_index("subject")
+    for r in first.itertuples():
+        assert r.probability == pytest.approx(summary.loc[r.subject, "prob_old"], abs=0.05)
+    assert (out / "cam" / "faithfulness.png").stat().st_size > 5000
+
+
+def test_data_randomisation_against_a_run_on_permuted_labels(inferred, tiny_data, tmp_path):
+    out, proc = inferred
+    assert proc.returncode == 0, output_of(proc)[-4000:]
+    perm = tmp_path / "permuted"
+    quick = {"label_permutation_seed": 1, "cam_faithfulness": False, "cam_randomisation_check": False}
+    train = run_bundle("training", INFERENCE[0], perm, tiny_data, {"label_permutation_seed": 1})
+    assert train.returncode == 0, output_of(train)[-4000:]
+    datalist = json.loads((perm / "datalist.json").read_text())
+    assert datalist["label_permutation"]["seed"] == 1
+    assert _test_subjects(perm) == _test_subjects(out)  # the same split, the labels shuffled
+    # the permuted run's folder is another configuration than the real run's
+    refused = run_bundle("training", INFERENCE[0], out, tiny_data, {"label_permutation_seed": 1})
+    assert refused.returncode != 0 and "label_permutation_seed" in output_of(refused)
+    infer = run_bundle("inference", INFERENCE, perm, tiny_data, quick)
+    assert infer.returncode == 0, output_of(infer)[-4000:]
+    real = run_bundle(
+        "inference", INFERENCE, out, tiny_data,
+        {"cam_faithfulness": False, "cam_randomisation_check": False, "data_randomisation_run": str(perm)},
+    )  # fmt: skip
+    assert real.returncode == 0, output_of(real)[-4000:]
+    check = json.loads((out / "cam" / "data_randomisation.json").read_text())
+    assert check["permuted_run"] == str(perm) and check["label_permutation"]["seed"] == 1
+    assert check["n_acquisitions"] == len(_test_subjects(out))
+    assert -1.0 <= check["spearman"]["mean"] <= 1.0 and isinstance(check["passed"], bool)
+    assert {p["subject"] for p in check["per_acquisition"]} == _test_subjects(out)

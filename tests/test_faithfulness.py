@@ -81,7 +81,8 @@ def test_subject_probability_is_the_mean_slice_probability_of_the_monai_chain(pl
 
     idx = torch.as_tensor(SLICES[2])
     x = eval_chain.batched(
-        slice_stack(torch.from_numpy(fa)[None], 2, idx), slice_stack(torch.from_numpy(brain)[None].float(), 2, idx)
+        slice_stack(torch.from_numpy(fa)[None], 2, idx),
+        slice_stack(torch.from_numpy(brain)[None].float(), 2, idx),
     )
     with torch.no_grad():
         by_hand = float(torch.softmax(net(x), 1)[:, 1].mean())
@@ -144,16 +145,22 @@ def test_the_cam_of_the_planted_network_is_faithful_and_the_files_are_written(pl
     fa_path = save_nifti_like(fa, ref, tmp_path / "fa.nii.gz")
     mask_path = save_nifti_like(brain.astype(np.uint8), ref, tmp_path / "mask.nii.gz")
     # a network trained on axis 2 only: the maps and the probabilities use those slices alone
-    results = faithfulness_for_volume(
-        fa_path, mask_path, net, eval_chain, 1, SLICES, steps=STEPS, name="s/a"
-    )
+    results = faithfulness_for_volume(fa_path, mask_path, net, eval_chain, 1, SLICES, steps=STEPS, name="s/a")
     by_map = {r["map"]: r for r in results}
     assert list(by_map) == list(MAPS)
     assert by_map["cam"]["prob_original"] == pytest.approx(prob(fa), abs=1e-5)
     assert by_map["cam"]["deletion_auc"] < by_map["random"]["deletion_auc"]
     assert by_map["cam"]["insertion_auc"] > by_map["random"]["insertion_auc"]
     rows = [
-        {"subject": "s", "acquisition": "a", "group": "old", "map": r["map"], "curve": c, "fraction": f, "probability": p}
+        {
+            "subject": "s",
+            "acquisition": "a",
+            "group": "old",
+            "map": r["map"],
+            "curve": c,
+            "fraction": f,
+            "probability": p,
+        }
         for r in results
         for c in ("deletion", "insertion")
         for f, p in zip(r["fractions"], r[c], strict=True)
@@ -166,7 +173,9 @@ def test_auc_and_steps():
     assert curve_auc([0, 0.5, 1], [1, 1, 1]) == pytest.approx(1.0)
     assert curve_auc([0, 0.1, 1], [1, 0, 0]) == pytest.approx(0.05)
     with pytest.raises(ValueError, match="steps"):
-        deletion_insertion_curves(np.zeros(SHAPE), np.ones(SHAPE, bool), np.arange(3), lambda v: 0.5, (0.1, 1.0))
+        deletion_insertion_curves(
+            np.zeros(SHAPE), np.ones(SHAPE, bool), np.arange(3), lambda v: 0.5, (0.1, 1.0)
+        )
     # ties go to the lower tie-break value first, NaN ranks last
     sal = np.zeros((2, 2, 1))
     sal[0, 0, 0] = np.nan

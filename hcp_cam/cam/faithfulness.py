@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_STEPS",
     "SubjectProbability",
     "relevance_order",
+    "emptied_volume",
     "deletion_insertion_curves",
     "curve_auc",
 ]
@@ -119,7 +120,9 @@ class SubjectProbability:
         return total / len(x)
 
 
-def relevance_order(saliency: np.ndarray, domain: np.ndarray, tie_break: np.ndarray | None = None) -> np.ndarray:
+def relevance_order(
+    saliency: np.ndarray, domain: np.ndarray, tie_break: np.ndarray | None = None
+) -> np.ndarray:
     """Flat indices of the ``domain`` voxels, most relevant (highest ``saliency``) first.
 
     Args:
@@ -144,6 +147,22 @@ def curve_auc(fractions: Sequence[float], values: Sequence[float]) -> float:
     return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))
 
 
+def emptied_volume(
+    volume: np.ndarray,
+    brain: np.ndarray,
+    order: np.ndarray,
+    noise_std: float = 0.01,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    seed: Sequence[int] | int = 0,
+) -> np.ndarray:
+    """``volume`` with every voxel of ``order`` imputed (noise from ``seed + [2]``): the end of a
+    deletion curve and the start of an insertion curve, the same for every map of the volume."""
+    mask = np.zeros(np.size(volume), dtype=bool)
+    mask[np.asarray(order)] = True
+    rng = np.random.default_rng([*np.atleast_1d(seed).astype(np.int64), 2])
+    return noisy_linear_impute(volume, mask.reshape(np.shape(volume)), brain, noise_std, spacing, rng)
+
+
 def deletion_insertion_curves(
     volume: np.ndarray,
     brain: np.ndarray,
@@ -154,14 +173,17 @@ def deletion_insertion_curves(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     seed: Sequence[int] | int = 0,
     original: float | None = None,
+    emptied: float | None = None,
 ) -> dict[str, Any]:
     """Deletion and insertion curves of one map for one volume.
 
     Deletion at step ``f`` removes the first ``round(f * n)`` voxels of ``order`` and imputes them
     from the rest of the brain; insertion at ``f`` keeps the first ``round(f * n)`` of ``order``
     (and every brain voxel outside it) and imputes the rest of ``order``. Deletion at 0 and
-    insertion at 1 are the volume itself. The noise of step ``k`` of each curve is drawn from
-    ``seed + [curve, k]``: maps compared at the same step share their noise.
+    insertion at 1 are the volume itself; deletion at 1 and insertion at 0 are the same volume,
+    every voxel of ``order`` imputed, whatever the map (:func:`emptied_volume`). The noise of
+    step ``k`` of each curve is drawn from ``seed + [curve, k]``: maps compared at the same step
+    share their noise.
 
     Args:
         volume: ``(X, Y, Z)`` FA.
@@ -172,6 +194,7 @@ def deletion_insertion_curves(
         noise_std, spacing: of :func:`~hcp_cam.cam.imputation.noisy_linear_impute`.
         seed: an int or a sequence of ints (e.g. ``[seed, subject hash]``).
         original: ``probability(volume)`` when already known (saves a forward pass).
+        emptied: ``probability(emptied_volume(...))`` when already known (it is the same for every map).
 
     Returns:
         ``{"fractions", "n_voxels" (voxels removed or restored per step), "deletion", "insertion"
@@ -189,14 +212,20 @@ def deletion_insertion_curves(
     counts = np.round(f * n).astype(int)
     base = list(np.atleast_1d(seed).astype(np.int64))
     p0 = float(probability(vol)) if original is None else float(original)
+    if emptied is None:
+        emptied = float(probability(emptied_volume(vol, brain, order, noise_std, spacing, seed)))
 
     def removed(idx: np.ndarray, curve: int, k: int) -> float:
         if len(idx) == 0:
             return p0
+        if len(idx) == n:
+            return float(emptied)
         mask = np.zeros(vol.size, dtype=bool)
         mask[idx] = True
         rng = np.random.default_rng([*base, curve, k])
-        return float(probability(noisy_linear_impute(vol, mask.reshape(vol.shape), brain, noise_std, spacing, rng)))
+        return float(
+            probability(noisy_linear_impute(vol, mask.reshape(vol.shape), brain, noise_std, spacing, rng))
+        )
 
     deletion = [removed(order[:c], 0, k) for k, c in enumerate(counts)]
     insertion = [removed(order[c:], 1, k) for k, c in enumerate(counts)]

@@ -35,6 +35,7 @@ from hcp_cam.cam.faithfulness import (
     DEFAULT_STEPS,
     SubjectProbability,
     deletion_insertion_curves,
+    emptied_volume,
     relevance_order,
 )
 from hcp_cam.cam.inferer import CAMInferer, has_cam_head
@@ -51,7 +52,16 @@ logger = logging.getLogger(__name__)
 
 #: the maps compared, in table order: the three inferer methods, then the two baselines
 MAPS = ("cam", "gradcam", "gradcampp", "random", "fa")
-_COLUMNS = ("subject", "acquisition", "group", "map", "deletion_auc", "insertion_auc", "class", "prob_original")
+_COLUMNS = (
+    "subject",
+    "acquisition",
+    "group",
+    "map",
+    "deletion_auc",
+    "insertion_auc",
+    "class",
+    "prob_original",
+)
 
 
 def _volume_seed(seed: int, name: str) -> list[int]:
@@ -78,7 +88,9 @@ def faithfulness_maps(
         ``(maps, domain, class)``: name -> float ``(X, Y, Z)``; bool ``(X, Y, Z)``, the voxels the
         CAM knows; the class index whose probability the curves follow (class 1 for ``"difference"``).
     """
-    fa_t = MetaTensor(torch.from_numpy(np.asarray(fa, dtype=np.float32))[None], affine=torch.as_tensor(affine))
+    fa_t = MetaTensor(
+        torch.from_numpy(np.asarray(fa, dtype=np.float32))[None], affine=torch.as_tensor(affine)
+    )
     mask = torch.from_numpy(np.asarray(brain, dtype=np.uint8))[None]
     maps: dict[str, np.ndarray] = {}
     domain, mapped = None, None
@@ -138,12 +150,26 @@ def faithfulness_for_volume(
         trained = trained_slices(fa.shape, brain, *trained_selection)
     base = _volume_seed(seed, name or str(fa_path))
     maps, domain, mapped = faithfulness_maps(
-        fa, brain, img.affine, network, eval_transform, class_idx, trained, coverage, target_layer, base, batch_size
+        fa,
+        brain,
+        img.affine,
+        network,
+        eval_transform,
+        class_idx,
+        trained,
+        coverage,
+        target_layer,
+        base,
+        batch_size,
     )
     indices = None
     if spatial_dims == 2:  # the slices cam_volume computes: those with brain, within the trained range
         indices = {
-            a: [i for i in slice_indices(fa.shape, brain, a, "mask") if trained is None or i in trained.get(a, [])]
+            a: [
+                i
+                for i in slice_indices(fa.shape, brain, a, "mask")
+                if trained is None or i in trained.get(a, [])
+            ]
             for a in (0, 1, 2)
         }
         indices = {a: idx for a, idx in indices.items() if idx}
@@ -151,10 +177,14 @@ def faithfulness_for_volume(
     p0 = probability(fa)
     tie = np.random.default_rng([*base, 2]).random(int(domain.sum()))
     spacing = tuple(float(z) for z in img.header.get_zooms()[:3])
+    everything = np.flatnonzero(domain)
+    p_empty = probability(emptied_volume(fa, brain, everything, noise_std, spacing, base))
     out = []
     for map_name, saliency in maps.items():
         order = relevance_order(saliency, domain, tie)
-        curves = deletion_insertion_curves(fa, brain, order, probability, steps, noise_std, spacing, base, p0)
+        curves = deletion_insertion_curves(
+            fa, brain, order, probability, steps, noise_std, spacing, base, original=p0, emptied=p_empty
+        )
         out.append({"map": map_name, "class": mapped, "prob_original": p0, **curves})
     return out
 
@@ -207,7 +237,16 @@ def run_faithfulness(
                          "insertion_auc": r["insertion_auc"], "class": cls, "prob_original": r["prob_original"]})  # fmt: skip
             for curve in ("deletion", "insertion"):
                 for f, nv, p in zip(r["fractions"], r["n_voxels"], r[curve], strict=True):
-                    points.append({**ids, "map": r["map"], "curve": curve, "fraction": f, "n_voxels": nv, "probability": p})
+                    points.append(
+                        {
+                            **ids,
+                            "map": r["map"],
+                            "curve": curve,
+                            "fraction": f,
+                            "n_voxels": nv,
+                            "probability": p,
+                        }
+                    )
     table = pd.DataFrame(rows, columns=list(_COLUMNS))
     curves = pd.DataFrame(points)
     cam_dir = Path(output_dir) / "cam"
@@ -226,7 +265,12 @@ def _log_summary(table: pd.DataFrame) -> None:
         return
     mean = table.groupby("map", sort=False)[["deletion_auc", "insertion_auc"]].mean()
     for name, r in mean.iterrows():
-        logger.info("faithfulness %-9s deletion AUC %.3f, insertion AUC %.3f", name, r["deletion_auc"], r["insertion_auc"])
+        logger.info(
+            "faithfulness %-9s deletion AUC %.3f, insertion AUC %.3f",
+            name,
+            r["deletion_auc"],
+            r["insertion_auc"],
+        )
 
 
 def plot_faithfulness(curves: pd.DataFrame, path: str | os.PathLike, class_name: str = "") -> Path:

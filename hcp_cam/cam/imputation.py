@@ -85,7 +85,9 @@ def noisy_linear_impute(
     inside = vol != 0 if brain is None else np.asarray(brain, dtype=bool)
     rem = np.asarray(remove, dtype=bool)
     if rem.shape != vol.shape or inside.shape != vol.shape:
-        raise ValueError(f"volume {vol.shape}, remove {rem.shape} and brain {inside.shape} must have one shape")
+        raise ValueError(
+            f"volume {vol.shape}, remove {rem.shape} and brain {inside.shape} must have one shape"
+        )
     if noise_std < 0:
         raise ValueError(f"noise_std must be >= 0, got {noise_std}")
     rem &= inside

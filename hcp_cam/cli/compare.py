@@ -16,13 +16,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="table of networks: accuracy and AUC, mean ± std over folds",
         description=(
             "Summarise bundle runs into one row per network (runs with the same arch are folds): "
-            "best validation accuracy, test slice and subject accuracy, subject AUC, majority baseline."
+            "best validation accuracy, test slice and subject accuracy, subject AUC, majority baseline. "
+            "Runs with cam/faithfulness.csv add PREFIX_faithfulness.csv/.md (deletion and insertion areas "
+            "per network and map); runs with CAMs of common subjects add PREFIX_repeatability.csv/.md "
+            "(top-10%% Dice and Spearman of each subject's maps within and between networks)."
         ),
     )
     p.add_argument(
         "run_dirs", nargs="+", metavar="RUN_DIR", help="bundle output folder (config.json, metrics/)"
     )
     p.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX.csv and/or PREFIX.md")
+    p.add_argument(
+        "--no-explanations",
+        action="store_true",
+        help="skip the faithfulness and repeatability tables (PREFIX_faithfulness, PREFIX_repeatability)",
+    )
     p.add_argument(
         "--format",
         default="csv,md",
@@ -39,6 +47,25 @@ def run(args: argparse.Namespace) -> int:
     table = compare_runs(args.run_dirs)
     paths = write_comparison(table, args.out, formats)
     print(format_markdown(table), end="")
+    if not args.no_explanations:
+        paths += _explanation_tables(args.run_dirs, args.out)
     for path in paths:
         print(f"wrote {path}")
     return 0
+
+
+def _explanation_tables(run_dirs: list[str], prefix: str) -> list:
+    from hcp_cam.reports.explanations import (
+        faithfulness_table,
+        format_table_markdown,
+        repeatability_table,
+        write_table,
+    )
+
+    paths = []
+    for kind, make in (("faithfulness", faithfulness_table), ("repeatability", repeatability_table)):
+        table = make(run_dirs)
+        if len(table):
+            print(f"\n{kind}:\n" + format_table_markdown(table, kind), end="")
+            paths += write_table(table, f"{prefix}_{kind}", kind)
+    return paths

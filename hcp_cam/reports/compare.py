@@ -125,13 +125,15 @@ def read_run(run_dir: str | os.PathLike) -> dict:
 
 
 def _localization(path: Path) -> dict[str, float]:
-    """Mean pointing game and energy share over the subjects of the group the CAM is for (the
+    """Mean pointing game and energy share over the test subjects of the group the CAM is for (the
     group that carries the planted effect); NaN when the run has no CAM localization table."""
     out = {k: math.nan for k in ("pointing_game", "peak_distance", "energy_pointing_game", "energy_baseline")}
     if not path.is_file():
         return out
     table = pd.read_csv(path, dtype={"subject": str})
     rows = table[table["group"] == table["cam_class"]] if {"group", "cam_class"} <= set(table) else table
+    if "split" in rows and (rows["split"] == "test").any():  # `--cam_split all` maps training subjects too
+        rows = rows[rows["split"] == "test"]
     for key in out:
         if key in rows and len(rows):
             out[key] = float(pd.to_numeric(rows[key].astype(float), errors="coerce").mean())

@@ -176,11 +176,14 @@ def prepare_data(
     fa_backend: str = "torch",
     demo_subjects: int = 16,
     num_classes: int | None = None,
+    label_permutation_seed: int | None = None,
 ) -> PreparedData:
     """Split by subject, write ``output_dir/datalist.json``, and compute FA once per acquisition.
 
     FA maps are cached in ``cache_dir/fa/<dataset key>/<subject>/<acquisition>_fa.nii.gz`` and
-    reused across epochs and runs.
+    reused across epochs and runs. ``label_permutation_seed`` (an int; ``None``: true labels)
+    shuffles the labels of the training and validation subjects after the split
+    (:func:`hcp_cam.data.permutation.permute_labels`): the network of the data-randomisation test.
     """
     if spatial_dims not in (2, 3):
         raise ConfigError(f"spatial_dims must be 2 (slices) or 3 (volumes), got {spatial_dims}")
@@ -201,6 +204,14 @@ def prepare_data(
         raise ConfigError(
             f"the age groups {datalist['labels']} make {len(datalist['labels'])} classes but num_classes is "
             f"{num_classes}; set --num_classes {len(datalist['labels'])}"
+        )
+    if label_permutation_seed is not None:
+        from hcp_cam.data.permutation import permute_labels
+
+        datalist = permute_labels(datalist, int(label_permutation_seed))
+        logger.warning(
+            "labels permuted across the training and validation subjects (seed %s): a data-randomisation run",
+            label_permutation_seed,
         )
     write_datalist(datalist, Path(output_dir) / "datalist.json")
     fa_dir = Path(cache_dir) / "fa" / _dataset_key(root)

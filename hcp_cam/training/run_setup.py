@@ -57,6 +57,7 @@ RUN_CONFIG_KEYS = (
     "num_folds",
     "seed",
     "dataset_dir",
+    "label_permutation_seed",
 )
 
 
