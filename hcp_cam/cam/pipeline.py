@@ -229,8 +229,8 @@ def run_cam_inference(
     ``"all"`` computes every slice with brain. ``coverage="all"`` keeps the fused map where every
     axis covers a voxel (the block where the three trained slabs cross), ``"any"`` wherever one does
     (:func:`~hcp_cam.cam.volume.cam_volume`). ``randomisation_check`` writes
-    ``<output_dir>/cam/randomisation_check.json`` for the first acquisition
-    (:func:`randomisation_check_volume`).
+    ``<output_dir>/cam/randomisation_check.json`` for the first acquisition (of the test split
+    when it is mapped; :func:`randomisation_check_volume`).
 
     Returns:
         one row per acquisition (also written to ``<output_dir>/cam/summary.csv``); with
@@ -276,7 +276,7 @@ def run_cam_inference(
     if any("localization" in r for r in rows):
         _write_localization(table, cam_dir, labels)
     if randomisation_check and todo:
-        e = todo[0][1]
+        e = next((e for s, e in todo if s == "test"), todo[0][1])  # a held-out subject when mapped
         randomisation_check_volume(
             e["fa"], e.get("mask_abs"), network, inferer, eval_transform, cam_dir / "randomisation_check.json",
             class_idx=class_idx, slice_selection=prepared.slice_selection, slices_per_axis=prepared.slices_per_axis,
