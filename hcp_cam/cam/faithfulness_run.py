@@ -281,7 +281,7 @@ def plot_faithfulness(curves: pd.DataFrame, path: str | os.PathLike, class_name:
         path: the PNG to write.
         class_name: the mapped class, for the axis label.
     """
-    groups = [g for g in dict.fromkeys(curves["group"].astype(str))]
+    groups = sorted(dict.fromkeys(curves["group"].astype(str)), key=lambda g: g != class_name)  # its group first
     fig = new_figure(10, 3.4 * len(groups))
     axes = fig.subplots(len(groups), 2, squeeze=False)
     for row, group in zip(axes, groups, strict=True):
@@ -295,6 +295,7 @@ def plot_faithfulness(curves: pd.DataFrame, path: str | os.PathLike, class_name:
                 ax.plot(100 * mean.index.to_numpy(), mean.to_numpy(), style, marker="o", ms=3, label=name)
             ax.set_xscale("symlog", linthresh=1.0)
             ax.set_xlim(0, 100)
+            ax.set_xticks([0, 1, 2, 5, 10, 20, 50, 100], ["0", "1", "2", "5", "10", "20", "50", "100"])
             ax.set_ylim(0, 1)
             ax.set_xlabel("% of scored voxels " + ("removed" if curve == "deletion" else "restored"))
             ax.set_ylabel(f"P({class_name})" if class_name else "probability")

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Re-makes the explanation checks in docs/results.md: per network and fold, the faithfulness of the
+# maps (deletion/insertion), the data-randomisation test against the same configuration trained on
+# permuted labels, and the repeatability of each subject's maps across folds (hcp-cam compare).
+# Usage: [RESULTS_DIR=...] [PERMUTED_DIR=...] [RESULTS_TABLE=docs/results_table_explanations] \
+#        bash docs/make_explanations.sh [ARCH...]        (default: alexnet; from the repository root, in the venv)
+# Reuses the runs of docs/make_results.sh where they exist (trains and evaluates them otherwise).
+set -euo pipefail
+archs=("$@")
+[ ${#archs[@]} -gt 0 ] || archs=(alexnet)
+folds=3
+root=${RESULTS_DIR:-bundles/cam_dmri/runs/results}
+permuted=${PERMUTED_DIR:-bundles/cam_dmri/runs/results_permuted}
+train=bundles/cam_dmri/configs/train.json
+evaluate="['$train','bundles/cam_dmri/configs/evaluate.json']"
+infer="['$train','bundles/cam_dmri/configs/inference.json']"
+runs=()
+for arch in "${archs[@]}"; do
+  width=0.25
+  [ "$arch" = vgg16 ] && width=0.125
+  for fold in $(seq 0 $((folds - 1))); do
+    common=(--arch "$arch" --network_width "$width" --image_size 96 --num_folds "$folds" --fold "$fold")
+    real=$root/${arch}_fold${fold}
+    perm=$permuted/${arch}_fold${fold}
+    if [ ! -f "$real/metrics/test_metrics.json" ]; then
+      python -m monai.bundle run training --config_file "$train" "${common[@]}" --output_dir "$real"
+      python -m monai.bundle run evaluating --config_file "$evaluate" "${common[@]}" --output_dir "$real"
+    fi
+    # the data-randomisation network: same split and settings, labels permuted across training/validation subjects
+    python -m monai.bundle run training --config_file "$train" "${common[@]}" --output_dir "$perm" --label_permutation_seed 1
+    python -m monai.bundle run evaluating --config_file "$evaluate" "${common[@]}" --output_dir "$perm" --label_permutation_seed 1
+    python -m monai.bundle run inference --config_file "$infer" "${common[@]}" --output_dir "$perm" --label_permutation_seed 1 \
+        --cam_faithfulness false --cam_randomisation_check false
+    # every subject mapped (repeatability across folds), faithfulness on the test subjects, data randomisation
+    python -m monai.bundle run inference --config_file "$infer" "${common[@]}" --output_dir "$real" \
+        --cam_split all --data_randomisation_run "$perm"
+    runs+=("$real")
+  done
+done
+hcp-cam compare "${runs[@]}" --out "${RESULTS_TABLE:-docs/results_table_explanations}"
