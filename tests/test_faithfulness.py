@@ -182,3 +182,22 @@ def test_auc_and_steps():
     sal[1, 1, 0] = 1.0
     order = relevance_order(sal, np.ones_like(sal, bool), tie_break=np.array([0.9, 0.1, 0.5, 0.3]))
     assert order[0] == 3 and order[-1] == 0 and list(order[1:3]) == [1, 2]
+
+
+def test_bad_settings_are_refused_before_any_work(planted, tmp_path):
+    from types import SimpleNamespace
+
+    from hcp_cam.cam.faithfulness_run import run_faithfulness
+    from hcp_cam.errors import ConfigError
+
+    fa, brain, roi, net, eval_chain, prob = planted
+    prepared = SimpleNamespace(labels=["young", "old"], entries={"test": [{"fa": "/nonexistent"}]})
+    prepared.slice_selection, prepared.slices_per_axis = "centre", 8
+    with pytest.raises(ConfigError, match="faithfulness_noise"):
+        run_faithfulness(prepared, net, tmp_path, eval_chain, noise_std=-0.1)
+    with pytest.raises(ConfigError, match="steps"):
+        run_faithfulness(prepared, net, tmp_path, eval_chain, steps=(0.0, 0.5))
+    with pytest.raises(ConfigError, match="cam_class"):
+        run_faithfulness(prepared, net, tmp_path, eval_chain, cam_class="elderly")
+    assert run_faithfulness(prepared, net, tmp_path, eval_chain, enabled=False) is None
+    assert not list(tmp_path.iterdir())

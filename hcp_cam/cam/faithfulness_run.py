@@ -218,6 +218,11 @@ def run_faithfulness(
         return None
     if cam_slices not in CAM_SLICES:
         raise ConfigError(f"cam_slices must be one of {CAM_SLICES}, got {cam_slices!r}")
+    if not float(noise_std) >= 0:
+        raise ConfigError(f"faithfulness_noise must be a number >= 0 (FA units), got {noise_std!r}")
+    f = np.asarray(steps, dtype=float)
+    if f.ndim != 1 or len(f) < 2 or f[0] != 0 or f[-1] != 1 or np.any(np.diff(f) <= 0):
+        raise ConfigError(f"faithfulness steps must increase from 0 to 1, got {list(steps)}")
     labels = prepared.labels
     class_idx = resolve_cam_class(cam_class, labels)
     scored = "test" if split in ("test", "all") else split
@@ -250,12 +255,13 @@ def run_faithfulness(
     table = pd.DataFrame(rows, columns=list(_COLUMNS))
     curves = pd.DataFrame(points)
     cam_dir = Path(output_dir) / "cam"
-    with atomic_path(cam_dir / "faithfulness.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    with atomic_path(cam_dir / "faithfulness_curves.csv") as tmp:
-        curves.to_csv(tmp, index=False)
+    # the figure first (the likeliest to fail), the table that says the step is done last
     if len(curves):
         plot_faithfulness(curves, cam_dir / "faithfulness.png", class_name=str(table["class"].iloc[0]))
+    with atomic_path(cam_dir / "faithfulness_curves.csv") as tmp:
+        curves.to_csv(tmp, index=False)
+    with atomic_path(cam_dir / "faithfulness.csv") as tmp:
+        table.to_csv(tmp, index=False)
     _log_summary(table)
     return table
 
@@ -281,7 +287,9 @@ def plot_faithfulness(curves: pd.DataFrame, path: str | os.PathLike, class_name:
         path: the PNG to write.
         class_name: the mapped class, for the axis label.
     """
-    groups = sorted(dict.fromkeys(curves["group"].astype(str)), key=lambda g: g != class_name)  # its group first
+    groups = sorted(
+        dict.fromkeys(curves["group"].astype(str)), key=lambda g: g != class_name
+    )  # its group first
     fig = new_figure(10, 3.4 * len(groups))
     axes = fig.subplots(len(groups), 2, squeeze=False)
     for row, group in zip(axes, groups, strict=True):

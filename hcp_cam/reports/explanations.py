@@ -57,7 +57,8 @@ def faithfulness_table(run_dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
         if not path.is_file():
             continue
         t = pd.read_csv(path, dtype={"subject": str, "acquisition": str})
-        t = t[t["group"].astype(str) == t["class"].astype(str)]
+        mapped = t["class"].astype(str).str.split(" minus ").str[0]  # "old minus young" is for the old
+        t = t[t["group"].astype(str) == mapped]
         t = t.assign(arch=run.arch, run_dir=run.run_dir)
         rows.append(t)
     if not rows:
