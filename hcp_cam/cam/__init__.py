@@ -1,4 +1,4 @@
-"""Class Activation Maps: the inferer, boxes and localization scores."""
+"""Class Activation Maps: the inferer, boxes, localization scores, faithfulness and repeatability."""
 
 from hcp_cam.cam.bbox import (
     BoundingBox,
@@ -9,6 +9,14 @@ from hcp_cam.cam.bbox import (
     box_to_world,
     cam_segmentation,
 )
+from hcp_cam.cam.faithfulness import (
+    DEFAULT_STEPS,
+    SubjectProbability,
+    curve_auc,
+    deletion_insertion_curves,
+    relevance_order,
+)
+from hcp_cam.cam.imputation import neighbour_weights, noisy_linear_impute
 from hcp_cam.cam.inferer import METHODS, CAMInferer, CAMOutput, has_cam_head, upsample_maps
 from hcp_cam.cam.localization import (
     box_iou,
@@ -24,6 +32,7 @@ from hcp_cam.cam.localization import (
     write_scores_csv,
     write_scores_markdown,
 )
+from hcp_cam.cam.repeatability import map_agreement, pairwise_agreement, top_fraction_mask
 from hcp_cam.cam.volume import FUSE_MODES, CAMVolume, cam_volume, normalise01, write_cam_nifti
 
 __all__ = [
@@ -56,4 +65,14 @@ __all__ = [
     "cam_volume",
     "normalise01",
     "write_cam_nifti",
+    "DEFAULT_STEPS",
+    "SubjectProbability",
+    "curve_auc",
+    "deletion_insertion_curves",
+    "relevance_order",
+    "neighbour_weights",
+    "noisy_linear_impute",
+    "map_agreement",
+    "pairwise_agreement",
+    "top_fraction_mask",
 ]
