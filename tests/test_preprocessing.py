@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import monai.transforms as mt
 import pytest
 from monai.bundle import ConfigParser
-from monai.transforms import (
-    RandCoarseDropoutd,
-    RandFlipd,
-    RandGaussianNoised,
-    RandSpatialCropd,
-    Resized,
-    SpatialPadd,
-)
 
 from hcp_cam.errors import ConfigError
 from hcp_cam.training.data import build_transforms
@@ -69,10 +62,10 @@ def _one(chain, kind, k: int = 0):
 
 def _chain_settings(train, spatial_dims: int) -> dict:
     """What a MONAI train chain was built with, read off its transforms, in PreprocessingParams' terms."""
-    resize = _one(train, Resized)
+    resize = _one(train, mt.Resized)
     size = resize.resizer.spatial_size
-    noise = _one(train, RandGaussianNoised)
-    flip = _one(train, RandFlipd)
+    noise = _one(train, mt.RandGaussianNoised)
+    flip = _one(train, mt.RandFlipd)
     out = {
         "image_size": size,
         "image_mode": str(resize.mode[0]),
@@ -83,10 +76,10 @@ def _chain_settings(train, spatial_dims: int) -> dict:
         "noise_sample_std": noise.rand_gaussian_noise.sample_std,
     }
     if spatial_dims == 2:
-        erase = _one(train, RandCoarseDropoutd)
+        erase = _one(train, mt.RandCoarseDropoutd)
         out.update(
-            padded=_one(train, SpatialPadd, 1).padder.spatial_size,
-            crop=_one(train, RandSpatialCropd).cropper.roi_size,
+            padded=_one(train, mt.SpatialPadd, 1).padder.spatial_size,
+            crop=_one(train, mt.RandSpatialCropd).cropper.roi_size,
             erase_prob=erase.prob,
             erase_px=(erase.dropper.spatial_size, erase.dropper.max_spatial_size),
         )
@@ -117,13 +110,13 @@ def test_a_config_declares_it_once_and_every_path_reads_it():
         "crop": 40,
         "erase_px": (8, 16),  # round(0.2 * 40), round(0.4 * 40)
     }
-    assert _one(evaluate, Resized).resizer.spatial_size == 40
+    assert _one(evaluate, mt.Resized).resizer.spatial_size == 40
 
     vol_train, vol_eval = parser.get_parsed_content("volumes")
     vol = _chain_settings(vol_train, 3)
     assert vol == {k: got[k] for k in vol}  # nearest stays nearest in 3D
-    assert not [t for t in vol_train.transforms if type(t) in (RandSpatialCropd, RandCoarseDropoutd)]
-    assert _one(vol_eval, Resized).resizer.spatial_size == 40
+    assert not [t for t in vol_train.transforms if type(t) in (mt.RandSpatialCropd, mt.RandCoarseDropoutd)]
+    assert _one(vol_eval, mt.Resized).resizer.spatial_size == 40
 
     augment = parser.get_parsed_content("augmentation")
     assert augment.params is p
@@ -136,8 +129,8 @@ def test_one_edit_changes_every_path():
     for p, std in ((base, 0.3), (edited, 0.05)):
         train, _ = _chains(p, 2)
         vol_train, _ = _chains(p, 3)
-        assert _one(train, RandGaussianNoised).rand_gaussian_noise.std == std
-        assert _one(vol_train, RandGaussianNoised).rand_gaussian_noise.std == std
+        assert _one(train, mt.RandGaussianNoised).rand_gaussian_noise.std == std
+        assert _one(vol_train, mt.RandGaussianNoised).rand_gaussian_noise.std == std
         aug = RandSliceAugment(p).set_random_state(0)
         draw = aug.randomize((256, 1, 8, 8), "cpu")
         on = draw.noise.flatten(1).std(1) > 0
@@ -146,8 +139,8 @@ def test_one_edit_changes_every_path():
 
 def test_volume_modes_and_the_slice_only_settings():
     _, vol_eval = _chains(PreprocessingParams(image_size=12), 3)
-    assert str(_one(vol_eval, Resized).mode[0]) == "trilinear"
-    assert [str(m) for m in _one(vol_eval, Resized).mode] == ["trilinear", "nearest"]
+    assert str(_one(vol_eval, mt.Resized).mode[0]) == "trilinear"
+    assert [str(m) for m in _one(vol_eval, mt.Resized).mode] == ["trilinear", "nearest"]
     with pytest.raises(ConfigError, match="bicubic"):
         _chains(PreprocessingParams(image_mode="bicubic"), 3)
     with pytest.raises(ConfigError, match="flip_axis"):
@@ -155,7 +148,7 @@ def test_volume_modes_and_the_slice_only_settings():
     with pytest.raises(ConfigError, match="flip_axis"):
         RandSliceAugment(flip_axis=2)
     train, _ = _chains(PreprocessingParams(flip_axis=2), 3)
-    assert _one(train, RandFlipd).flipper.spatial_axis == 2
+    assert _one(train, mt.RandFlipd).flipper.spatial_axis == 2
     # scaled crops: the device augmentation's alone, refused by the MONAI chain rather than ignored
     scaled = PreprocessingParams(crop_scale=(0.8, 1.1))
     assert RandSliceAugment(scaled).params.crop_scale == (0.8, 1.1)

@@ -2,24 +2,7 @@
 :mod:`hcp_cam.training.device` (``cache``, ``augmentation``, ``loader``); the bundle configs still name
 ``hcp_cam.training.device_pipeline.<name>``."""
 
-from hcp_cam.training.device import (
-    DeviceBatchLoader,
-    RandSliceAugment,
-    SetEpochHandler,
-    SliceAugmentParams,
-    SliceCache,
-    crop_resize,
-    epoch_seed,
-    select_loader,
-)
+from hcp_cam.training import device as _device
+from hcp_cam.training.device import *  # noqa: F403
 
-__all__ = [
-    "SliceCache",
-    "SliceAugmentParams",
-    "RandSliceAugment",
-    "crop_resize",
-    "DeviceBatchLoader",
-    "SetEpochHandler",
-    "select_loader",
-    "epoch_seed",
-]
+__all__ = list(_device.__all__)
