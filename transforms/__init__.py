@@ -1,8 +1,14 @@
 """MONAI array and dictionary transforms of hcp-cam (installed as ``hcp_cam.transforms``)."""
 
-from hcp_cam.transforms.augment import DERIVED_MASK_KEY, build_slice_transforms, map_to_slice
+from hcp_cam.transforms.augment import (
+    DERIVED_MASK_KEY,
+    build_slice_transforms,
+    build_volume_transforms,
+    map_to_slice,
+)
 from hcp_cam.transforms.dwi import LoadDWI, LoadDWId, find_gradient_files
 from hcp_cam.transforms.gradients import GradientTable, make_gradient_table, read_gradients
+from hcp_cam.transforms.preprocessing import PreprocessingParams
 from hcp_cam.transforms.slice_batch import BatchedSliceEval, SliceEvalCompose, SliceGeometry, slice_stack
 from hcp_cam.transforms.slicing import (
     SELECTIONS,
@@ -31,7 +37,9 @@ __all__ = [
     "fit_tensor_torch",
     "fractional_anisotropy",
     "DERIVED_MASK_KEY",
+    "PreprocessingParams",
     "build_slice_transforms",
+    "build_volume_transforms",
     "map_to_slice",
     "BatchedSliceEval",
     "SliceEvalCompose",

@@ -29,8 +29,9 @@ from tqdm import tqdm
 
 from hcp_cam.cam.bbox import EmptyCAMWarning, bounding_box, box_to_world
 from hcp_cam.cam.inferer import CAMInferer
+from hcp_cam.cam.nifti import normalise01, write_cam_nifti
 from hcp_cam.cam.sanity import randomisation_check_volume
-from hcp_cam.cam.volume import COVERAGE_MODES, cam_volume, normalise01, write_cam_nifti
+from hcp_cam.cam.volume import COVERAGE_MODES, cam_volume
 from hcp_cam.errors import ConfigError, InputError
 from hcp_cam.io import atomic_path, load_nifti, write_json_atomic
 from hcp_cam.transforms.slicing import trained_slices

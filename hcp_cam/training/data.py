@@ -14,27 +14,20 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import (
-    Compose,
-    EnsureTyped,
-    MaskIntensityd,
-    NormalizeIntensityd,
-    RandFlipd,
-    RandGaussianNoised,
-    Resized,
-    SpatialPadd,
-)
 from tqdm import tqdm
 
 from hcp_cam.data import make_datalist, write_datalist
 from hcp_cam.errors import ConfigError
 from hcp_cam.fa_maps import compute_fa_file, fa_cache_path
 from hcp_cam.io import load_nifti
+
+if TYPE_CHECKING:
+    from hcp_cam.transforms.preprocessing import PreprocessingParams
 
 __all__ = [
     "DEMO",
@@ -223,40 +216,39 @@ def _dataset_key(root: Path) -> str:
     return f"{root.name}-{digest}"
 
 
-def build_transforms(spatial_dims: int = 2, image_size: int = 64, noise_std: float = 0.3, **kwargs: Any):
-    """The ``(train, eval)`` chains for slices (:func:`hcp_cam.transforms.build_slice_transforms`)
-    or whole FA volumes (``spatial_dims=3``: the same normalisation, longest-side resize and pad
-    to a cube, with flips and in-brain Gaussian noise for training)."""
+def build_transforms(spatial_dims: int = 2, params: PreprocessingParams | int | None = None, **changes: Any):
+    """The ``(train, eval)`` chains of the bundle: slices (``spatial_dims=2``,
+    :func:`~hcp_cam.transforms.augment.build_slice_transforms`) or whole FA volumes (``spatial_dims=3``,
+    :func:`~hcp_cam.transforms.augment.build_volume_transforms`), both from one
+    :class:`~hcp_cam.transforms.preprocessing.PreprocessingParams`.
+
+    Args:
+        spatial_dims: 2 or 3.
+        params: the settings, an int image size, or ``None`` for the defaults.
+        changes: fields of ``params`` to replace (``image_size=``, ``noise_std=``, ...), and the
+            builders' ``keys`` / ``mask_key``.
+
+    Raises:
+        ConfigError: ``spatial_dims`` not 2 or 3, or a setting the builders refuse.
+    """
+    from hcp_cam.transforms import build_slice_transforms, build_volume_transforms
+
     if spatial_dims == 2:
-        from hcp_cam.transforms import build_slice_transforms
-
-        return build_slice_transforms(image_size=image_size, noise_std=noise_std, **kwargs)
-    if spatial_dims != 3:
-        raise ConfigError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
-    keys = ["image", "mask"]
-    head = [
-        NormalizeIntensityd("image", nonzero=True),
-        Resized(keys, image_size, size_mode="longest", mode=["trilinear", "nearest"]),
-        SpatialPadd(keys, image_size),
-    ]
-    tail = [MaskIntensityd("image", mask_key="mask"), EnsureTyped(keys, dtype=torch.float32)]
-    train = [
-        *head,
-        RandFlipd(keys, prob=0.5, spatial_axis=0),
-        RandGaussianNoised("image", prob=0.5, mean=0.0, std=noise_std, sample_std=False),
-        *tail,
-    ]
-    return Compose(train), Compose([*head, *tail])
+        return build_slice_transforms(params, **changes)
+    if spatial_dims == 3:
+        return build_volume_transforms(params, **changes)
+    raise ConfigError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
 
 
-def train_transform(spatial_dims: int = 2, image_size: int = 64, noise_std: float = 0.3, **kwargs: Any):
-    """The training chain of :func:`build_transforms`."""
-    return build_transforms(spatial_dims, image_size, noise_std, **kwargs)[0]
+def train_transform(spatial_dims: int = 2, params: PreprocessingParams | int | None = None, **changes: Any):
+    """The training chain of :func:`build_transforms` (what the bundle's ``train#preprocessing`` is)."""
+    return build_transforms(spatial_dims, params, **changes)[0]
 
 
-def eval_transform(spatial_dims: int = 2, image_size: int = 64, **kwargs: Any):
-    """The evaluation chain of :func:`build_transforms` (deterministic; invertible for CAM)."""
-    return build_transforms(spatial_dims, image_size, **kwargs)[1]
+def eval_transform(spatial_dims: int = 2, params: PreprocessingParams | int | None = None, **changes: Any):
+    """The evaluation chain of :func:`build_transforms` (deterministic, invertible for CAM; the bundle's
+    ``validate#preprocessing``, also used for testing and CAM)."""
+    return build_transforms(spatial_dims, params, **changes)[1]
 
 
 def default_roi_dir(dataset_dir: str | os.PathLike) -> str | None:

@@ -123,7 +123,7 @@ def _auto(value: Any) -> bool:
 def resolve_data_pipeline(pipeline: str | None, device: str | torch.device, spatial_dims: int = 2) -> str:
     """The training data pipeline: ``"monai"`` (the per-slice MONAI chain in a ``DataLoader`` on the
     CPU) or ``"device"`` (slices cached on the device, batched augmentation there; see
-    :mod:`hcp_cam.training.device_pipeline`).
+    :mod:`hcp_cam.training.device`).
 
     Args:
         pipeline: ``"auto"``/``None`` (``"device"`` on CUDA for 2D slices, else ``"monai"``),
