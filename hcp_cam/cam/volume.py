@@ -4,8 +4,8 @@ A 2D network sees slices: :func:`cam_volume` cuts the FA volume along each axis,
 inferer on every selected slice, undoes the slice transforms (pad, resize) with MONAI's inverse, puts
 the maps back with :func:`~hcp_cam.transforms.slicing.stack_slices` and fuses the axes. Slices the
 network was not trained on are left out (marked unknown), because a network asked about slices it
-never saw gives its strongest maps there (docs/architecture.md, Lessons, "Whole-brain CAM and the slices the network
-never saw"). The fused map is known where every axis covers a voxel (``coverage="all"``), so that
+never saw gives its strongest maps there (docs/architecture.md, Lessons, "Whole-brain CAM and the
+slices the network never saw"). The fused map is known where every axis covers a voxel (``coverage="all"``), so that
 voxels seen by one axis only do not compete with a noisier mean of one map.
 """
 
