@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from hcp_cam.data import DEFAULT_GROUPS, SPLITS, make_datalist, split_summary, write_datalist
 from hcp_cam.errors import InputError
+from hcp_cam.output_sets import check_outputs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -92,13 +92,7 @@ def _check_out(out: Path, dataset_dir: Path, participants: Path | None) -> None:
         raise InputError(
             "--out is the participants table, which would be overwritten; choose another name", out
         )
-    parent = next((p for p in (out.parent, *out.parent.parents) if p.exists()), Path("."))
-    if not parent.is_dir():
-        raise InputError(
-            f"--out lies under {parent}, which is a file, not a folder; choose another path", out
-        )
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"cannot write in {parent} (permission denied); choose a writable --out", out)
+    check_outputs([out])
 
 
 def _format_summary(datalist: dict) -> str:
