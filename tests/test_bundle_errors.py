@@ -92,3 +92,30 @@ def test_output_dir_of_another_configuration_is_refused(trained_run, tiny_data, 
     proc = run_bundle("training", TRAIN, fresh, tiny_data, {"arch": "vgg16", "epochs": 1})
     assert proc.returncode == 0, output_of(proc)[-3000:]
     assert (fresh / "checkpoints" / "checkpoint_epoch=1.pt").is_file()
+
+
+def test_3d_training_that_would_run_zero_batches_is_refused_not_exit_0(tiny_data, tmp_path):
+    """6 training volumes and batch_size 16 with drop_last: MONAI warned "dataloader is empty",
+    skipped training and the bundle exited 0 without a checkpoint."""
+    out = tmp_path / "run"
+    proc = run_bundle("training", TRAIN, out, tiny_data, {"spatial_dims": 3, "batch_size": 16})
+    text = output_of(proc)
+    assert proc.returncode != 0, text[-3000:]
+    assert (
+        "the training split's 6 volume(s) make no batch of batch_size 16 (drop_last drops the last partial "
+        "batch, so the run would train nothing and write no checkpoint): use --batch_size 6 or less"
+    ) in text, text[-3000:]
+    assert "dataloader` is empty" not in text
+    _assert_no_training_outputs(out)
+    assert not (out / "config.json").exists()
+
+
+def test_negative_image_size_is_a_config_error_naming_the_key_before_writing(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    proc = run_bundle("training", TRAIN, out, tiny_data, {"image_size": -5})
+    text = output_of(proc)
+    assert proc.returncode != 0
+    assert "hcp_cam.errors.ConfigError: image_size must be a whole number of voxels >= 1" in text, text[
+        -3000:
+    ]
+    assert "got -5" in text and not out.exists()
