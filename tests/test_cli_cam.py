@@ -572,3 +572,25 @@ def test_an_earlier_runs_outputs_are_replaced_as_a_set(files, tmp_path, caplog):
     assert sorted(_outputs(prefix.parent)) == ["sub_bbox.json", "sub_cam.nii.gz", "sub_cam01.nii.gz"]
     row = json.loads(Path(f"{prefix}_bbox.json").read_text())
     assert row["fa"] == str(files["fa"]) and row["input"] == str(files["fa"])
+
+
+def test_default_box_threshold_is_20_percent_of_the_maximum(files, tmp_path):
+    """Without --threshold the box is the largest component above 20% of the CAM's maximum. The FA
+    holds a graded blob, so that the boxes at 15% and 25% differ from the one at 20%."""
+    from hcp_cam.cam.bbox import bounding_box
+
+    idx = np.indices(SHAPE).transpose(1, 2, 3, 0)
+    blob = np.exp(-np.sum((idx - np.array([3, 4, 3])) ** 2, -1) / (2 * 2.5**2))
+    fa = np.where(files["mask_array"], 0.1 + 0.8 * blob, 0).astype(np.float32)
+    fa_p = _save(fa, files["affine"], tmp_path / "blob_fa.nii.gz")
+    prefix = tmp_path / "d"
+    argv = ["cam", "--checkpoint", str(files["ckpt"]), str(fa_p), "--out", str(prefix), "--slices", "all"]
+    assert main([*argv, "--no-figure"]) == 0
+    row = json.loads(Path(f"{prefix}_bbox.json").read_text())
+    raw = nib.load(f"{prefix}_cam.nii.gz").get_fdata().astype(np.float32)
+    known = raw != 0  # unknown voxels are 0, scored below every known value
+    scored = np.where(known, raw, min(0.0, float(raw[known].min())))
+    boxes = {f: bounding_box(scored, fraction=f).to_dict() for f in (0.15, 0.2, 0.25)}
+    assert boxes[0.15] != boxes[0.2] != boxes[0.25]  # the threshold matters on this map
+    assert row["threshold_fraction"] == 0.2 and row["box"] == boxes[0.2]
+    assert row["method"] == "cam" and row["coverage"] == "all" and row["cam_class"] == row["predicted"]
