@@ -4,10 +4,11 @@ The network is rebuilt from the training run's ``config.json`` (``arch``, ``spat
 ``image_size``, ``network_width``, ...) and its weights are checked against it before anything is
 read or written; the class names come from the run's ``datalist.json``. Every input is checked
 before the first output is written (a 3D input must look like FA:
-:func:`hcp_cam.data.fa_checks.check_fa_values`), and the outputs are written in a hidden folder and
-renamed together at the end (:func:`hcp_cam.output_sets.staged_outputs`), so a run that fails leaves
-the outputs of an earlier run under the same prefix as they were, and a first run nothing. The CAM itself is
-:func:`hcp_cam.cam.pipeline.cam_for_volume`, the same code the bundle's ``inference`` runs.
+:func:`hcp_cam.data.fa_checks.check_fa_values`), and the outputs are written in a hidden folder
+and renamed together at the end (:func:`hcp_cam.output_sets.staged_outputs`): a run that fails
+leaves the outputs of an earlier run under the same prefix as they were, a first run nothing.
+The CAM itself is :func:`hcp_cam.cam.pipeline.cam_for_volume`, the same code the bundle's
+``inference`` runs.
 """
 
 from __future__ import annotations
