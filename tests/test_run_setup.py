@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from hcp_cam.errors import ConfigError
-from hcp_cam.training.run_setup import default_output_dir, flag, optional, prepare_output_dir
+from hcp_cam.training.run_setup import (
+    check_image_size,
+    default_output_dir,
+    flag,
+    optional,
+    prepare_output_dir,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,3 +72,18 @@ def test_default_output_dir_names_the_fold_only_for_k_fold_runs(tmp_path):
         tmp_path / "runs" / "vgg16_fold2"
     )
     assert default_output_dir(tmp_path, "vgg16", num_folds=1, fold=2) == str(tmp_path / "runs" / "vgg16")
+
+
+@pytest.mark.parametrize("value", [-5, 0, 64.5, "96", True])
+def test_image_size_that_is_not_a_positive_whole_number_names_the_key(value):
+    """`--image_size -5` was reported as "too small for alexnet", as if a bigger negative would do."""
+    from hcp_cam.networks import get_network
+
+    network = get_network("alexnet", width=0.125)
+    with pytest.raises(ConfigError) as err:
+        check_image_size(network, value)
+    assert str(err.value) == (
+        f"image_size must be a whole number of voxels >= 1 (the side slices are resized to), got {value!r}; "
+        f"use --image_size {network.min_input_size} or more"
+    )
+    assert check_image_size(network, network.min_input_size) is network

@@ -91,13 +91,15 @@ def cam_for_volume(
     figure: bool = True,
     batch_size: int = 64,
     coverage: str = "all",
+    title: str | None = None,
 ) -> dict[str, Any]:
     """CAM of one FA map, written as ``<out_prefix>_cam.nii.gz``, ``_cam01.nii.gz``, ``_bbox.json``
     and ``_overlay.png``; returns one row of results (prediction, box, localization scores).
     ``trained_selection=(selection, k)`` restricts the maps of a 2D network to the slices it was
     trained on (:func:`~hcp_cam.transforms.slicing.trained_slices` of this volume's mask; the rest
     is unknown); ``None`` computes every slice with brain. ``coverage`` says which voxels the fused
-    map knows (:func:`~hcp_cam.cam.volume.cam_volume`).
+    map knows (:func:`~hcp_cam.cam.volume.cam_volume`). ``title`` heads the figure (default: the
+    prefix's folder and name).
 
     Raises:
         InputError: unreadable FA/mask, mask grid differs from the FA, empty mask.
@@ -190,8 +192,9 @@ def cam_for_volume(
         from hcp_cam.cam.figures import orthogonal_overlay
 
         box_arg = None if box.is_empty else (box.min_index, box.max_index)
+        heading = title or f"{prefix.parent.name} {prefix.name}"
         orthogonal_overlay(
-            fa_np, cam01, f"{prefix}_overlay.png", box=box_arg, title=f"{prefix.parent.name} {prefix.name}: CAM {name}",
+            fa_np, cam01, f"{prefix}_overlay.png", box=box_arg, title=f"{heading}: CAM {name}",
             affine=fa_img.affine,
         )  # fmt: skip
     return row

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from hcp_cam.data import DEFAULT_GROUPS, SPLITS, make_datalist, split_summary, write_datalist
+from hcp_cam.errors import InputError
+from hcp_cam.output_sets import check_outputs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the datalist, write it atomically and print subjects per group in each split."""
+    _check_out(args.out, args.dataset_dir, args.participants)
     datalist = make_datalist(
         args.dataset_dir,
         participants=args.participants,
@@ -67,6 +70,29 @@ def run(args: argparse.Namespace) -> int:
     print(_format_summary(datalist))
     print(f"wrote {args.out}")
     return 0
+
+
+def _check_out(out: Path, dataset_dir: Path, participants: Path | None) -> None:
+    """Refuse an ``--out`` that cannot take the datalist, before the dataset is read.
+
+    Raises:
+        InputError: ``out`` is a folder, lies in a folder that is a file or cannot be written, or
+            is the participants table.
+    """
+    if out.is_dir():
+        raise InputError(
+            f"--out is a folder; expected a JSON file name, e.g. --out {out / 'datalist.json'}", out
+        )
+    tables = (
+        [participants]
+        if participants is not None
+        else [dataset_dir / "participants.csv", dataset_dir / "participants.tsv"]
+    )
+    if out.exists() and any(t.exists() and out.resolve() == t.resolve() for t in tables):
+        raise InputError(
+            "--out is the participants table, which would be overwritten; choose another name", out
+        )
+    check_outputs([out])
 
 
 def _format_summary(datalist: dict) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("checkpoints", "data", "device", "handlers", "metrics", "run_setup")
+_SUBMODULES = ("batch_check", "checkpoints", "data", "device", "handlers", "metrics", "run_setup")
 _NAMES = {
     "AtomicCheckpointSaver": "checkpoints",
     "attach_resume": "checkpoints",

@@ -209,9 +209,15 @@ def check_image_size(network: torch.nn.Module, image_size: int) -> torch.nn.Modu
         ``network``, unchanged.
 
     Raises:
-        ConfigError: ``image_size`` is below the network's minimum; the message states it.
+        ConfigError: ``image_size`` is not a whole number >= 1, or is below the network's minimum;
+            the message states it.
     """
     minimum = int(getattr(network, "min_input_size", 1))
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ConfigError(
+            f"image_size must be a whole number of voxels >= 1 (the side slices are resized to), got "
+            f"{image_size!r}; use --image_size {minimum} or more"
+        )
     if int(image_size) < minimum:
         arch = getattr(network, "arch", type(network).__name__)
         raise ConfigError(
