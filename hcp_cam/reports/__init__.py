@@ -1,7 +1,8 @@
-"""Reports across runs: result plots and the network comparison table."""
+"""Reports: result plots, the network comparison table, and self-contained HTML pages (run, group, compare)."""
 
 from hcp_cam.reports.compare import compare_runs, format_markdown, read_run, write_comparison
 from hcp_cam.reports.plots import image_grid, plot_pr_roc_confusion, plot_training_curves
+from hcp_cam.reports.run_report import write_run_report
 
 __all__ = [
     "compare_runs",
@@ -11,4 +12,5 @@ __all__ = [
     "image_grid",
     "plot_pr_roc_confusion",
     "plot_training_curves",
+    "write_run_report",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import io
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -120,9 +121,24 @@ def quantise(data: np.ndarray, reference: nib.Nifti1Image, signed: bool = False)
 
 
 def encode_nifti(img: nib.Nifti1Image) -> str:
-    """base64 of the gzipped single-file NIfTI-1 bytes (deterministic: no time stamp in the gzip)."""
-    raw = nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine, img.header).to_bytes()
-    return base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0)).decode("ascii")
+    """base64 of the gzipped single-file NIfTI-1 bytes (deterministic: no time stamp in the gzip).
+
+    The header is written as it is, ``scl_slope``/``scl_inter`` included, and the array's values as
+    stored (``img.dataobj`` of :func:`quantise` is already integer): nibabel's own writer would reset
+    the scale factors of an integer array it was handed.
+    """
+    header = img.header.copy()
+    data = np.asanyarray(img.dataobj)
+    if data.dtype != header.get_data_dtype():
+        raise InputError(f"array dtype {data.dtype} differs from the header's {header.get_data_dtype()}")
+    header.set_data_shape(data.shape)
+    header["magic"] = b"n+1"
+    header.set_data_offset(352)
+    buf = io.BytesIO()
+    header.write_to(buf)  # 348-byte header and the 4-byte extension flag (no extension)
+    buf.write(b"\0" * (352 - buf.tell()))
+    buf.write(np.asfortranarray(data.astype(header.get_data_dtype(), copy=False)).tobytes(order="F"))
+    return base64.b64encode(gzip.compress(buf.getvalue(), compresslevel=9, mtime=0)).decode("ascii")
 
 
 def decode_nifti(text: str) -> nib.Nifti1Image:

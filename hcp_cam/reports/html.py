@@ -87,7 +87,7 @@ def table(
         body.append("<tr>" + "".join(cells) + "</tr>")
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     klass = f' class="{esc(cls)}"' if cls else ""
-    return f"<table{klass}>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<div class=\"wide\"><table{klass}>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
 
 
 class Markup:
@@ -125,11 +125,12 @@ def key_values(pairs: Iterable[tuple[str, Any]], digits: int = 3) -> str:
     return f'<table class="kv"><tbody>{rows}</tbody></table>'
 
 
-def figure(path: str | os.PathLike, caption: str, alt: str | None = None) -> str:
-    """A PNG embedded as a data URI, with its caption."""
+def figure(path: str | os.PathLike, caption: str, alt: str | None = None, size: str = "") -> str:
+    """A PNG embedded as a data URI, with its caption; ``size="small"`` caps its width (ROC, PR...)."""
     uri = png_data_uri(path)
+    klass = f' class="{esc(size)}"' if size else ""
     return (
-        f'<figure><img src="{uri}" alt="{esc(alt or caption)}" loading="lazy">'
+        f'<figure{klass}><img src="{uri}" alt="{esc(alt or caption)}" loading="lazy">'
         f"<figcaption>{esc(caption)}</figcaption></figure>"
     )
 

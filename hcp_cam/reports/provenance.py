@@ -69,7 +69,8 @@ def git_commit(path: str | Path | None = None) -> str | None:
 def provenance(command: list[str] | None = None) -> dict[str, Any]:
     """What wrote the report: ``date`` (ISO 8601, local time with offset), ``command``, ``python``,
     ``platform``, ``git_commit`` (of hcp-cam, when known) and ``packages``."""
-    argv = sys.argv if command is None else command
+    # orig_argv keeps the interpreter and "-m module" (e.g. python -m monai.bundle run inference ...)
+    argv = (getattr(sys, "orig_argv", None) or sys.argv) if command is None else command
     return {
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": shlex.join([Path(argv[0]).name, *argv[1:]]) if argv else "",

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from hcp_cam.reports.embed import EmbeddedVolume, asset_text, niivue_info, niivue_script
 from hcp_cam.reports.html import esc, inline_script, json_block
 
@@ -36,6 +38,8 @@ class Scene:
         volumes: background first, then overlay(s), then outlines.
         peak_mm: where the cursor starts (RAS mm), e.g. the CAM peak; ``None`` for the volume centre.
         note: a line shown under the menu for this scene (e.g. what a value means).
+        affine: the background's voxel-to-world (RAS mm) ``(4, 4)`` affine; the readout gives the
+            cursor's voxel indices in that file's own array order (NiiVue's own are of its RAS-resliced grid).
     """
 
     id: str
@@ -43,6 +47,7 @@ class Scene:
     volumes: list[EmbeddedVolume]
     peak_mm: Sequence[float] | None = None
     note: str = ""
+    affine: Sequence[Sequence[float]] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -71,6 +76,7 @@ def viewer_html(scenes: Sequence[Scene], element_id: str = "nv") -> str:
                 "label": s.label,
                 "note": s.note,
                 "peak_mm": None if s.peak_mm is None else [float(x) for x in s.peak_mm],
+                "world_to_voxel": None if s.affine is None else np.linalg.inv(np.asarray(s.affine, float)).tolist(),
                 "volumes": vols,
             }
         )

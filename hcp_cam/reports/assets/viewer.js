@@ -37,7 +37,8 @@
       isColorbar: true,
       logLevel: "warn",
       show3Dcrosshair: true,
-      crosshairWidth: 0.5,
+      crosshairWidth: 0.6,
+      crosshairWidthUnit: "percent",
       crosshairColor: [0.2, 0.9, 1.0, 0.8],
       backColor: [0, 0, 0, 1],
       dragAndDropEnabled: false,
@@ -49,14 +50,18 @@
     function showLocation(data) {
       if (!current || !data || !data.values) return;
       const mm = Array.from(data.mm).slice(0, 3);
-      const vox = Array.from(data.vox).slice(0, 3);
+      // indices in the background file's own array order (data.vox is of NiiVue's RAS-resliced grid)
+      const inv = current.world_to_voxel;
+      const vox = inv
+        ? [0, 1, 2].map((r) => Math.round(inv[r][0] * mm[0] + inv[r][1] * mm[1] + inv[r][2] * mm[2] + inv[r][3]))
+        : Array.from(data.vox).slice(0, 3).map((v) => Math.round(v));
       const values = data.values
         .map((v, i) => (current.volumes[i] ? current.volumes[i].label + " " + fmt(v.value, 3) : null))
         .filter((s) => s !== null);
       q("location").textContent =
-        "x " + fmt(mm[0], 1) + ", y " + fmt(mm[1], 1) + ", z " + fmt(mm[2], 1) + " mm (RAS); voxel (" +
-        vox.map((v) => Math.round(v)).join(", ") + "): " + values.join("; ");
-      root.dataset.location = JSON.stringify({ mm: mm, vox: vox, values: data.values.map((v) => v.value) });
+        "x " + fmt(mm[0], 2) + ", y " + fmt(mm[1], 2) + ", z " + fmt(mm[2], 2) + " mm (RAS); voxel (" +
+        vox.join(", ") + ") of " + (current.volumes[0] ? current.volumes[0].label : "the background") + ": " + values.join("; ");
+      root.dataset.location = JSON.stringify({ mm: mm, voxel: vox, values: data.values.map((v) => v.value) });
     }
 
     function overlayIndex() {
@@ -124,6 +129,7 @@
           nv.scene.crosshairPos = nv.mm2frac(scene.peak_mm);
           nv.updateGLVolume();
         }
+        nv.createOnLocationChange();
         q("note").textContent = scene.note || "";
         status.textContent = "";
         root.dataset.scene = scene.id;
