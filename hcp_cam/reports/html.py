@@ -130,7 +130,7 @@ def figure(path: str | os.PathLike, caption: str, alt: str | None = None, size: 
     uri = png_data_uri(path)
     klass = f' class="{esc(size)}"' if size else ""
     return (
-        f'<figure{klass}><img src="{uri}" alt="{esc(alt or caption)}" loading="lazy">'
+        f'<figure{klass}><img src="{uri}" alt="{esc(alt or caption)}">'
         f"<figcaption>{esc(caption)}</figcaption></figure>"
     )
 
@@ -184,13 +184,16 @@ def check_output_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.is_dir():
         raise InputError("is a folder; give a file name for the report, e.g. report.html", path)
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise InputError(f"cannot write the report: {above} is a file, not a folder", path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".report-probe.", dir=path.parent)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise InputError(f"cannot write the report here: {e.strerror or e}", path) from e
+        raise InputError(f"cannot write in the folder {path.parent} ({e.strerror or e})", path) from e
     return path
 
 

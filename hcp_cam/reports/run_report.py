@@ -308,7 +308,17 @@ def run_report_html(run_dir: str | os.PathLike, command: list[str] | None = None
     title = f"hcp-cam run: {(run.config or {}).get('arch', run.path.name)}"
     subtitle = f"{run.path} · {len(run.test_subjects())} test subjects"
     scripts = viewer_scripts() if scenes or g_scenes else []
-    stats = {"n_scenes": len(scenes), "volume_bytes": sum(s.nbytes for s in scenes), "missing": list(run.missing)}
+    by_layer: dict[str, int] = {}
+    for s in scenes:
+        for v in s.volumes:
+            key = v.label.split(" ")[0] if v.role == "overlay" else v.label
+            by_layer[key] = by_layer.get(key, 0) + v.nbytes
+    stats = {
+        "n_scenes": len(scenes),
+        "volume_bytes": sum(s.nbytes for s in scenes),
+        "volume_bytes_by_layer": by_layer,
+        "missing": list(run.missing),
+    }
     return render_page(title, subtitle, sections, scripts), stats
 
 
