@@ -78,8 +78,28 @@ class OpenPage:
     def location(self, element_id: str = "nv") -> dict:
         return json.loads(self.viewer(element_id).get_attribute("data-location") or "null")
 
-    def canvas_png(self, element_id: str = "nv") -> bytes:
-        return self.page.locator(f"#{element_id} canvas").screenshot()
+    def move_to(self, mm, element_id: str = "nv") -> dict:
+        """Put the cursor at world ``mm`` (RAS) through NiiVue's API, as a click would; return the readout."""
+        self.page.evaluate(
+            "([id, mm]) => { const nv = window.hcpViewers[id].nv; nv.scene.crosshairPos = nv.mm2frac(mm);"
+            " nv.updateGLVolume(); nv.createOnLocationChange(); }",
+            [element_id, [float(x) for x in mm]],
+        )
+        self.page.wait_for_timeout(300)
+        return self.location(element_id)
+
+    def canvas_png(self, element_id: str = "nv", crosshair: bool = False) -> bytes:
+        """The canvas as PNG; without the crosshair by default (its cyan would count as a colour)."""
+        width = "([id, w]) => { const nv = window.hcpViewers[id].nv; const old = nv.opts.crosshairWidth;"
+        width += " nv.setCrosshairWidth(w); return old; }"
+        old = None if crosshair else self.page.evaluate(width, [element_id, 0])
+        if old is not None:
+            self.page.wait_for_timeout(200)
+        try:
+            return self.page.locator(f"#{element_id} canvas").screenshot()
+        finally:
+            if old is not None:
+                self.page.evaluate(width, [element_id, old])
 
 
 def open_page(browser, path: Path, width: int = 1300, height: int = 1000) -> OpenPage:
@@ -103,7 +123,7 @@ def pixels(png: bytes) -> np.ndarray:
 def colour_counts(rgb: np.ndarray, planes_only: bool = True) -> dict[str, int]:
     """Pixels by kind (with ``planes_only``, above the colour bar that NiiVue draws along the bottom
     ~12% of the canvas, so that the bar's own colours do not count): ``background`` (black), ``grey`` (FA: r = g = b, not black), ``warm`` (the
-    CAM's orange-yellow: red high, blue low), ``cool`` (a negative map's blue-cyan: blue above red),
+    CAM's orange-yellow: red high, blue low), ``cool`` (a negative map's blue-teal),
     ``green`` (the box), ``blue`` (the ground-truth region)."""
     if planes_only:
         rgb = rgb[: int(rgb.shape[0] * 0.88)]
@@ -113,7 +133,7 @@ def colour_counts(rgb: np.ndarray, planes_only: bool = True) -> dict[str, int]:
         "background": int(((r < 8) & (g < 8) & (b < 8)).sum()),
         "grey": int(((spread < 10) & (r > 40)).sum()),
         "warm": int(((r > 180) & (g > 60) & (b < 90) & (r > g)).sum()),
-        "cool": int(((b > 120) & (b > r + 60)).sum()),
+        "cool": int(((b > 120) & (b > r + 100)).sum()),
         "green": int(((g > 150) & (r < 140) & (b < 100)).sum()),
         "blue": int(((b > 150) & (r < 80) & (g < 80)).sum()),
     }
