@@ -14,7 +14,6 @@ writes the report and reports its bytes: in total, NiiVue's share, and the embed
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -39,7 +38,9 @@ SIZES = {
 }
 
 
-def make_run_folder(root: Path, n_subjects: int, shape, voxel_size, fa_noise: float = 0.03, seed: int = 0) -> Path:
+def make_run_folder(
+    root: Path, n_subjects: int, shape, voxel_size, fa_noise: float = 0.03, seed: int = 0
+) -> Path:
     """A bundle-like run folder with ``n_subjects`` test subjects (the files the report reads)."""
     rng = np.random.default_rng(seed)
     run = root / "run"
@@ -50,7 +51,9 @@ def make_run_folder(root: Path, n_subjects: int, shape, voxel_size, fa_noise: fl
         subject, group = f"{100000 + i}", labels[i % 2]
         ph = make_phantom(shape, voxel_size, rng=rng, effect=0.3 if group == "old" else 0.0)
         brain = ph.tissue > 0
-        fa = np.where(brain, np.clip(fa_from_diffusivities(ph.ad, ph.rd) + rng.normal(0, fa_noise, shape), 0, 1), 0)
+        fa = np.where(
+            brain, np.clip(fa_from_diffusivities(ph.ad, ph.rd) + rng.normal(0, fa_noise, shape), 0, 1), 0
+        )
         ref = nib.Nifti1Image(fa.astype(np.float32), affine)
         ref.set_qform(affine, 1)
         ref.set_sform(affine, 1)
@@ -58,7 +61,9 @@ def make_run_folder(root: Path, n_subjects: int, shape, voxel_size, fa_noise: fl
         fa_path = root / "fa" / subject / "dwi_fa.nii.gz"
         save_nifti_like(fa, ref, fa_path)
         coarse = rng.normal(size=tuple(max(2, s // 12) for s in shape))
-        field = zoom(coarse, [s / c for s, c in zip(shape, coarse.shape, strict=True)], order=3)[: shape[0], : shape[1], : shape[2]]
+        field = zoom(coarse, [s / c for s, c in zip(shape, coarse.shape, strict=True)], order=3)[
+            : shape[0], : shape[1], : shape[2]
+        ]
         cam = np.where(brain, field, 0.0)
         cam01 = np.where(brain, (cam - cam[brain].min()) / np.ptp(cam[brain]), 0.0)
         save_nifti_like(cam01, ref, sdir / "dwi_cam01.nii.gz")
@@ -69,20 +74,35 @@ def make_run_folder(root: Path, n_subjects: int, shape, voxel_size, fa_noise: fl
                 "peak_mm": nib.affines.apply_affine(affine, peak).tolist(),
                 "box": {"ndim": 3, "empty": False, "min_index": lo, "max_index": hi}}  # fmt: skip
         write_json_atomic(bbox, sdir / "dwi_bbox.json")
-        save_nifti_like(ph.roi, ref, root / "data" / "derivatives" / "ground_truth" / f"{subject}_roi.nii.gz", dtype=np.uint8)
+        save_nifti_like(
+            ph.roi,
+            ref,
+            root / "data" / "derivatives" / "ground_truth" / f"{subject}_roi.nii.gz",
+            dtype=np.uint8,
+        )
         rows.append({"split": "test", "subject": subject, "acquisition": "dwi", "group": group, "fa": str(fa_path),
                      "cam_class": "old", "predicted": group, "peak_mm": str(bbox["peak_mm"]), "box.empty": False,
                      "box.min_index": str(lo), "box.max_index": str(hi)})  # fmt: skip
         preds.append({"subject": subject, "label": i % 2, "group": group, "prob_young": 0.4, "prob_old": 0.6,
                       "predicted": 1, "predicted_group": "old", "correct": group == "old"})  # fmt: skip
-        entries.append({"subject": subject, "acquisition": "dwi", "group": group, "dwi": f"{subject}/T1w/Diffusion/data.nii.gz"})
+        entries.append(
+            {
+                "subject": subject,
+                "acquisition": "dwi",
+                "group": group,
+                "dwi": f"{subject}/T1w/Diffusion/data.nii.gz",
+            }
+        )
     pd.DataFrame(rows).to_csv(run / "cam" / "summary.csv", index=False)
     (run / "metrics").mkdir(parents=True, exist_ok=True)
     pd.DataFrame(preds).to_csv(run / "metrics" / "test_subject_predictions.csv", index=False)
     write_json_atomic({"subject_accuracy": 0.5, "majority_baseline": 0.5, "n_subjects": n_subjects, "labels": labels},
                       run / "metrics" / "test_metrics.json")  # fmt: skip
     write_json_atomic({"arch": "alexnet", "dataset_dir": str(root / "data")}, run / "config.json")
-    write_json_atomic({"name": "bench", "groups": {"young": [8, 15], "old": [25, 75]}, "test": entries}, run / "datalist.json")
+    write_json_atomic(
+        {"name": "bench", "groups": {"young": [8, 15], "old": [25, 75]}, "test": entries},
+        run / "datalist.json",
+    )
     return run
 
 
@@ -92,7 +112,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--subjects", type=int, default=10)
     p.add_argument("--fa-noise", type=float, default=0.03)
     p.add_argument("--smoke", action="store_true", help="--size smoke --subjects 2")
-    p.add_argument("--keep", metavar="DIR", help="build the run folder and its report here instead of a temporary folder")
+    p.add_argument(
+        "--keep", metavar="DIR", help="build the run folder and its report here instead of a temporary folder"
+    )
     p.add_argument("--json", dest="json_out", help="write the results here as JSON")
     return p.parse_args(argv)
 
@@ -127,7 +149,9 @@ def main(argv=None) -> int:
     if args.json_out:
         write_json_atomic(result, args.json_out)
     mb = 1e6
-    print(f"{'grid':>14} {'subjects':>8} {'page MB':>8} {'NiiVue MB':>9} {'volumes MB':>10} {'per subject MB':>14} {'write s':>7}")
+    print(
+        f"{'grid':>14} {'subjects':>8} {'page MB':>8} {'NiiVue MB':>9} {'volumes MB':>10} {'per subject MB':>14} {'write s':>7}"
+    )
     print(f"{'x'.join(map(str, shape)):>14} {n:>8} {page / mb:>8.2f} {nv / mb:>9.2f} {stats['volume_bytes'] / mb:>10.2f} "
           f"{result['volume_bytes_per_subject'] / mb:>14.3f} {t2 - t1:>7.2f}")  # fmt: skip
     return 0

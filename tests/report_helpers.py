@@ -178,9 +178,13 @@ def external_references(html_text: str) -> list[tuple[str, str, str]]:
 
 def page_scenes(html_text: str, element_id: str = "nv") -> tuple[list[dict], dict[str, str]]:
     """The viewer's scene list and its base64 volumes (element id -> text), read from the page source."""
-    m = re.search(rf'<script type="application/json" id="{element_id}-scenes">(.*?)</script>', html_text, re.S)
+    m = re.search(
+        rf'<script type="application/json" id="{element_id}-scenes">(.*?)</script>', html_text, re.S
+    )
     if m is None:
         return [], {}
     scenes = json.loads(m.group(1).replace("<\\/", "</"))
-    blobs = dict(re.findall(rf'<script type="text/plain" id="({element_id}-vol-\d+)">(.*?)</script>', html_text, re.S))
+    blobs = dict(
+        re.findall(rf'<script type="text/plain" id="({element_id}-vol-\d+)">(.*?)</script>', html_text, re.S)
+    )
     return scenes, blobs

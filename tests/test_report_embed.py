@@ -13,7 +13,14 @@ import pytest
 
 from hcp_cam.errors import ConfigError, InputError
 from hcp_cam.reports import embed
-from hcp_cam.reports.embed import box_shell, decode_nifti, embed_volume, encode_nifti, quantise, region_outline
+from hcp_cam.reports.embed import (
+    box_shell,
+    decode_nifti,
+    embed_volume,
+    encode_nifti,
+    quantise,
+    region_outline,
+)
 from hcp_cam.reports.html import check_output_path, render_page, write_page
 from hcp_cam.reports.vendor_niivue import BUILD_MEMBER, VENDOR_DIR, check_inline_build, vendor_from_tarball
 from hcp_cam.synth import make_affine
@@ -67,7 +74,12 @@ def test_box_shell_outlines_every_plane_through_the_box():
     for k in range(4, 10):  # an axial plane through the box: a rectangle's border
         plane = shell[:, :, k]
         ring = np.argwhere(plane)
-        assert ring[:, 0].min() == 2 and ring[:, 0].max() == 6 and ring[:, 1].min() == 3 and ring[:, 1].max() == 8
+        assert (
+            ring[:, 0].min() == 2
+            and ring[:, 0].max() == 6
+            and ring[:, 1].min() == 3
+            and ring[:, 1].max() == 8
+        )
         if 4 < k < 9:
             assert plane[3:6, 4:8].sum() == 0
     assert box_shell((5, 5, 5), [3, 3, 3], [1, 1, 1]).sum() == 0  # an inverted box draws nothing
@@ -85,7 +97,9 @@ def test_vendored_niivue_matches_its_record_and_can_run_inline():
     record = json.loads((VENDOR_DIR / "niivue.json").read_text())
     raw = (VENDOR_DIR / record["file"]).read_bytes()
     assert hashlib.sha256(raw).hexdigest() == record["sha256"] and len(raw) == record["bytes"]
-    assert record["license"] == "BSD-2-Clause" and "BSD 2-Clause" in (VENDOR_DIR / "NIIVUE_LICENSE").read_text()
+    assert (
+        record["license"] == "BSD-2-Clause" and "BSD 2-Clause" in (VENDOR_DIR / "NIIVUE_LICENSE").read_text()
+    )
     check_inline_build(raw.decode())
     assert embed.niivue_script().encode() == raw
 
@@ -119,7 +133,11 @@ def test_vendoring_from_an_npm_tarball_records_version_and_checksums(tmp_path):
 
 
 def test_a_changed_vendored_file_is_refused(monkeypatch):
-    monkeypatch.setattr(embed, "niivue_info", lambda: {**json.loads((VENDOR_DIR / "niivue.json").read_text()), "sha256": "0" * 64})
+    monkeypatch.setattr(
+        embed,
+        "niivue_info",
+        lambda: {**json.loads((VENDOR_DIR / "niivue.json").read_text()), "sha256": "0" * 64},
+    )
     with pytest.raises(ConfigError, match="differs from the recorded"):
         embed.niivue_script()
 
@@ -131,4 +149,6 @@ def test_output_checks_and_atomic_write(tmp_path):
     with pytest.raises(InputError, match="is a file, not a folder"):
         check_output_path(tmp_path / "file" / "sub" / "r.html")
     out = write_page(render_page("t", "s", []), tmp_path / "new" / "r.html")
-    assert out.read_text().startswith("<!DOCTYPE html>") and sorted(p.name for p in out.parent.iterdir()) == ["r.html"]
+    assert out.read_text().startswith("<!DOCTYPE html>") and sorted(p.name for p in out.parent.iterdir()) == [
+        "r.html"
+    ]

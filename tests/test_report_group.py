@@ -40,7 +40,9 @@ def make_group_output(root, other_grid: str | None = None):
     diff = np.where(pos, 0.8, 0.0) - np.where(neg, 0.5, 0.0)
     save_nifti_like(diff, template, root / "group_difference_cam.nii.gz")
     save_nifti_like(diff * 6, template, root / "group_difference_cam_t.nii.gz")
-    save_nifti_like(np.where(pos, 0.002, np.where(neg, 0.6, 1.0)), template, root / "group_difference_cam_p.nii.gz")
+    save_nifti_like(
+        np.where(pos, 0.002, np.where(neg, 0.6, 1.0)), template, root / "group_difference_cam_p.nii.gz"
+    )
     save_nifti_like(np.where(pos, -0.05, 0.0), template, root / "group_difference_fa.nii.gz")
     for g, level in (("young", 0.2), ("old", 1.0)):
         save_nifti_like(np.where(pos, level, 0.1), template, root / f"group_{g}_mean_cam.nii.gz")

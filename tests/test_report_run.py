@@ -45,9 +45,9 @@ def test_page_sections_and_numbers(page, completed_run):
         assert f'<section id="{section}">' in page
         assert f'href="#{section}"' in page  # in the table of contents
     metrics = json.loads((completed_run / "metrics" / "test_metrics.json").read_text())
-    assert f"<td class=\"num\">{metrics['subject_accuracy']:.3f}</td>" in page
-    assert f"<td class=\"num\">{metrics['majority_baseline']:.3f}</td>" in page
-    assert "<td>Number</td><td class=\"num\">" + str(metrics["n_subjects"]) in page
+    assert f'<td class="num">{metrics["subject_accuracy"]:.3f}</td>' in page
+    assert f'<td class="num">{metrics["majority_baseline"]:.3f}</td>' in page
+    assert '<td>Number</td><td class="num">' + str(metrics["n_subjects"]) in page
     check = json.loads((completed_run / "cam" / "randomisation_check.json").read_text())
     assert f"{check['spearman']['all_layers']:.3f}" in page
     config = json.loads((completed_run / "config.json").read_text())
@@ -71,7 +71,9 @@ def test_embedded_volumes_are_the_run_files(page, completed_run):
             np.testing.assert_array_equal(img.affine, fa_file.affine)
             assert int(img.header["sform_code"]) == int(fa_file.header["sform_code"])
             assert int(img.header["qform_code"]) == int(fa_file.header["qform_code"])
-        assert np.abs(fa.get_fdata() - fa_file.get_fdata()).max() <= fa_file.get_fdata().max() / 255 / 2 + 1e-6
+        assert (
+            np.abs(fa.get_fdata() - fa_file.get_fdata()).max() <= fa_file.get_fdata().max() / 255 / 2 + 1e-6
+        )
         assert np.abs(cam.get_fdata() - cam_file.get_fdata()).max() <= 1 / 255 / 2 + 1e-6
         bbox = json.loads((completed_run / "cam" / row.subject / f"{row.acquisition}_bbox.json").read_text())
         on = np.argwhere(box.get_fdata() > 0)
@@ -100,7 +102,9 @@ def test_a_run_after_training_only_lists_what_is_missing(completed_run, tmp_path
     assert "cam/summary.csv (written by the bundle&#x27;s inference)" in text
     assert "No metrics/test_metrics.json" in text and "No CAM volumes in this run yet" in text
     assert "data:image/png;base64," in text  # the training curves are there
-    assert page_scenes(text) == ([], {}) and "niivue" not in text.lower().split("<main>")[1].split("</main>")[1]
+    assert (
+        page_scenes(text) == ([], {}) and "niivue" not in text.lower().split("<main>")[1].split("</main>")[1]
+    )
     test_subjects = json.loads((run / "datalist.json").read_text())["test"]
     assert all(e["subject"] in text for e in test_subjects)
 
@@ -126,13 +130,22 @@ def test_missing_fa_shows_the_cam_alone_and_says_so(completed_run, tmp_path):
     text = write_run_report(run).read_text(encoding="utf-8")
     scenes, _ = page_scenes(text)
     assert len(scenes) == len(summary)
-    assert all(s["volumes"][0]["label"] == "background" and s["volumes"][1]["role"] == "overlay" for s in scenes)
+    assert all(
+        s["volumes"][0]["label"] == "background" and s["volumes"][1]["role"] == "overlay" for s in scenes
+    )
     assert "FA not found" in text
 
 
 def _cli(args, cwd):
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    return subprocess.run([sys.executable, "-m", "hcp_cam.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "hcp_cam.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize(
@@ -172,7 +185,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(completed_run, tmp_pat
     proc = _cli(["report", str(target), "--out", str(out)], cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("hcp-cam report: error: ") and expect in lines[0], proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("hcp-cam report: error: ") and expect in lines[0], (
+        proc.stderr
+    )
     assert "Traceback" not in proc.stderr
     assert tree_snapshot(tmp_path) == before  # inputs untouched, no page, no temporary file
 
@@ -192,7 +207,22 @@ def test_several_runs_give_the_comparison_page(completed_run, tmp_path):
     acc = metrics["subject_accuracy"]
     assert f"<td>{acc:.3f} ± 0.000</td>" in text  # two identical folds: std 0
     assert str(a) in text and str(b) in text and external_references(text) == []
-    proc = _cli(["compare", str(a), str(b), "--out", str(tmp_path / "table"), "--format", "md,html"], cwd=tmp_path)
+    proc = _cli(
+        ["compare", str(a), str(b), "--out", str(tmp_path / "table"), "--format", "md,html"], cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "table.md").is_file() and (tmp_path / "table.html").is_file()
     assert not (tmp_path / "table.csv").exists()
+
+
+def test_viewer_subjects_limits_the_embedded_volumes(completed_run, tmp_path):
+    n = len(pd.read_csv(completed_run / "cam" / "summary.csv"))
+    one = write_run_report(completed_run, tmp_path / "one.html", viewer_subjects=1).read_text(
+        encoding="utf-8"
+    )
+    none = write_run_report(completed_run, tmp_path / "none.html", viewer_subjects=0).read_text(
+        encoding="utf-8"
+    )
+    assert len(page_scenes(one)[0]) == 1 and f"{n - 1} of {n} test acquisitions are not in the viewer" in one
+    assert page_scenes(none) == ([], {}) and "<script>" not in none  # no viewer, no NiiVue
+    assert len(none) < len(one) - 2_000_000

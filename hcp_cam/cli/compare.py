@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "run_dirs", nargs="+", metavar="RUN_DIR", help="bundle output folder (config.json, metrics/)"
     )
-    p.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX.csv, PREFIX.md and/or PREFIX.html")
+    p.add_argument(
+        "--out", required=True, metavar="PREFIX", help="writes PREFIX.csv, PREFIX.md and/or PREFIX.html"
+    )
     p.add_argument(
         "--format",
         default="csv,md",
@@ -35,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
     if not formats or any(f not in (*FORMATS, "html") for f in formats):
         raise ConfigError(f"--format {args.format!r}: choose one or more of {','.join(FORMATS)},html")
     table = compare_runs(args.run_dirs)
+    if "html" in formats:  # refuse an unwritable page before the tables are written
+        from hcp_cam.reports.html import check_output_path
+
+        check_output_path(f"{args.out}.html")
     paths = write_comparison(table, args.out, [f for f in formats if f != "html"])
     if "html" in formats:
         from hcp_cam.reports.compare_report import write_compare_report

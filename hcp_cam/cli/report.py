@@ -25,13 +25,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "several run folders a comparison page."
         ),
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="a run folder, a group output folder, or several run folders")
-    p.add_argument("--out", metavar="FILE", help="the page to write (default: PATH/report.html for one folder)")
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help="a run folder, a group output folder, or several run folders"
+    )
+    p.add_argument(
+        "--out", metavar="FILE", help="the page to write (default: PATH/report.html for one folder)"
+    )
+    p.add_argument(
+        "--viewer-subjects",
+        type=int,
+        metavar="N",
+        help="run page: put the volumes of the first N test acquisitions in the viewer (default: all; 0: none; "
+        "~2 MB each at HCP size)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.paths]
+    if args.viewer_subjects is not None and args.viewer_subjects < 0:
+        raise ConfigError(f"--viewer-subjects {args.viewer_subjects}: give 0 or more")
     for p in paths:
         if not p.is_dir():
             raise InputError("folder not found", p)
@@ -45,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
         from hcp_cam.reports.group_report import is_group_folder, write_group_report
         from hcp_cam.reports.run_report import write_run_report
 
-        out = write_group_report(paths[0], args.out) if is_group_folder(paths[0]) else write_run_report(paths[0], args.out)
+        if is_group_folder(paths[0]):
+            out = write_group_report(paths[0], args.out)
+        else:
+            out = write_run_report(paths[0], args.out, viewer_subjects=args.viewer_subjects)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

@@ -52,7 +52,15 @@ def write_compare_report(
          r["majority_baseline"], r["n_subjects"], r["pointing_game"]]
         for r in records
     ]  # fmt: skip
-    run_headers = ["run", "network", "fold", "best val. accuracy", "subject accuracy", "subject AUC", "majority baseline"]
+    run_headers = [
+        "run",
+        "network",
+        "fold",
+        "best val. accuracy",
+        "subject accuracy",
+        "subject AUC",
+        "majority baseline",
+    ]
     body += table([*run_headers, "test subjects", "CAM pointing game"], per_run, caption="Every run")
     sections = [Section("comparison", "Networks compared", body)]
     configs = {}

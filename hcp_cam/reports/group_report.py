@@ -24,7 +24,15 @@ import numpy as np
 from hcp_cam.errors import InputError
 from hcp_cam.io import load_nifti
 from hcp_cam.reports.embed import embed_volume
-from hcp_cam.reports.html import Section, check_output_path, figure, frame_table, notes, render_page, write_page
+from hcp_cam.reports.html import (
+    Section,
+    check_output_path,
+    figure,
+    frame_table,
+    notes,
+    render_page,
+    write_page,
+)
 from hcp_cam.reports.run_folder import read_csv, read_json
 from hcp_cam.reports.sections import provenance_section
 from hcp_cam.reports.viewer import Scene, viewer_html, viewer_scripts
@@ -54,7 +62,9 @@ def is_group_folder(path: str | os.PathLike) -> bool:
 
 
 def _groups(root: Path) -> list[str]:
-    return sorted(p.name[len("group_") : -len("_mean_cam.nii.gz")] for p in root.glob("group_*_mean_cam.nii.gz"))
+    return sorted(
+        p.name[len("group_") : -len("_mean_cam.nii.gz")] for p in root.glob("group_*_mean_cam.nii.gz")
+    )
 
 
 def _on_grid(img: nib.Nifti1Image, ref: nib.Nifti1Image) -> bool:
@@ -91,7 +101,11 @@ def group_scenes(root: Path) -> tuple[list[Scene], list[str]]:
         )  # fmt: skip
         peak = np.unravel_index(int(np.argmax(np.abs(data))), data.shape)
         peak_mm = nib.affines.apply_affine(img.affine, peak).tolist()
-        out.append(Scene(key, label, [background, overlay], peak_mm=peak_mm, note=note, affine=template.affine.tolist()))
+        out.append(
+            Scene(
+                key, label, [background, overlay], peak_mm=peak_mm, note=note, affine=template.affine.tolist()
+            )
+        )
 
     def significant(img: nib.Nifti1Image) -> np.ndarray | None:
         ppath = root / GROUP_FILES["difference_p"]
@@ -103,17 +117,23 @@ def group_scenes(root: Path) -> tuple[list[Scene], list[str]]:
             return None
         keep = np.asarray(p.dataobj) < ALPHA
         if not keep.any():
-            notes_.append(f"no voxel has a family-wise-error p < {ALPHA}: the thresholded difference map is empty")
+            notes_.append(
+                f"no voxel has a family-wise-error p < {ALPHA}: the thresholded difference map is empty"
+            )
             return None
         return np.where(keep, np.asarray(img.dataobj, dtype=np.float32), 0.0)
 
-    later_minus = "later minus earlier group of the grouping rule (warm: higher in the later group, cool: lower)"
+    later_minus = (
+        "later minus earlier group of the grouping rule (warm: higher in the later group, cool: lower)"
+    )
     signed_scene("difference", GROUP_FILES["difference"], "CAM difference", f"Mean CAM, {later_minus}.")
     signed_scene(
         "difference-significant", GROUP_FILES["difference"], f"CAM difference, FWE p < {ALPHA}",
         f"The CAM difference where the permutation test's family-wise-error p < {ALPHA}.", significant,
     )  # fmt: skip
-    signed_scene("difference-t", GROUP_FILES["difference_t"], "CAM difference t", f"Voxelwise t, {later_minus}.")
+    signed_scene(
+        "difference-t", GROUP_FILES["difference_t"], "CAM difference t", f"Voxelwise t, {later_minus}."
+    )
     signed_scene("difference-fa", GROUP_FILES["difference_fa"], "FA difference", f"Mean FA, {later_minus}.")
     for g in _groups(root):
         name = f"group_{g}_mean_cam.nii.gz"
@@ -126,7 +146,9 @@ def group_scenes(root: Path) -> tuple[list[Scene], list[str]]:
             img, f"mean CAM {g}", colormap="warm", colormap_negative="winter", signed=True,
             cal_min=0.2 * vmax, cal_max=vmax, opacity=0.8, colorbar=True, role="overlay",
         )  # fmt: skip
-        out.append(Scene(f"mean-{g}", f"mean CAM, group {g}", [background, overlay], affine=template.affine.tolist()))
+        out.append(
+            Scene(f"mean-{g}", f"mean CAM, group {g}", [background, overlay], affine=template.affine.tolist())
+        )
     if len(out) == 0:
         notes_.append("no group map next to the template")
     return out, notes_
@@ -166,7 +188,10 @@ def group_sections(root: str | os.PathLike, element_id: str = "nv") -> tuple[lis
     body = notes(scene_notes, cls="note")
     overview = root / GROUP_FILES["overview"]
     if overview.is_file():
-        body += figure(overview, "Template with the group difference map through its peak; warped FA edges of every subject")
+        body += figure(
+            overview,
+            "Template with the group difference map through its peak; warped FA edges of every subject",
+        )
     body += viewer_html(scenes, element_id=element_id)
     maps = Section(f"{element_id}-group-maps", "Group maps", body)
     tables = (
@@ -191,7 +216,8 @@ def write_group_report(
         raise InputError("group output folder not found", root)
     if not is_group_folder(root):
         raise InputError(
-            f"not a group output: neither {GROUP_FILES['template']} nor {GROUP_FILES['difference']} is in it", root
+            f"not a group output: neither {GROUP_FILES['template']} nor {GROUP_FILES['difference']} is in it",
+            root,
         )
     path = check_output_path(Path(out) if out is not None else root / "report.html")
     sections, scenes = group_sections(root)
@@ -201,5 +227,10 @@ def write_group_report(
     qc = root / GROUP_FILES["qc"]
     if qc.is_file():
         n_subjects = f" · {len(read_csv(qc))} subjects"
-    text = render_page(f"hcp-cam group maps: {root.name}", f"{root}{n_subjects}", sections, viewer_scripts() if scenes else [])
+    text = render_page(
+        f"hcp-cam group maps: {root.name}",
+        f"{root}{n_subjects}",
+        sections,
+        viewer_scripts() if scenes else [],
+    )
     return write_page(text, path)

@@ -87,7 +87,7 @@ def table(
         body.append("<tr>" + "".join(cells) + "</tr>")
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     klass = f' class="{esc(cls)}"' if cls else ""
-    return f"<div class=\"wide\"><table{klass}>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    return f'<div class="wide"><table{klass}>{cap}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 class Markup:
@@ -210,4 +210,6 @@ def write_page(text: str, path: str | os.PathLike) -> Path:
 
 def mapping_rows(d: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """``(key, value)`` pairs of a flat mapping, nested values as compact JSON."""
-    return [(k, v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v)) for k, v in d.items()]
+    return [
+        (k, v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v)) for k, v in d.items()
+    ]

@@ -23,9 +23,17 @@ from typing import Any
 
 import pandas as pd
 
-from hcp_cam.reports.html import Section, check_output_path, figure, frame_table, key_values, notes, render_page
+from hcp_cam.reports.html import (
+    Section,
+    check_output_path,
+    figure,
+    frame_table,
+    key_values,
+    notes,
+    render_page,
+    write_page,
+)
 from hcp_cam.reports.html import table as html_table
-from hcp_cam.reports.html import write_page
 from hcp_cam.reports.run_folder import RunFolder, read_csv, read_run_folder
 from hcp_cam.reports.run_scenes import run_scenes
 from hcp_cam.reports.sections import provenance_section
@@ -99,7 +107,9 @@ def _subject_counts(run: RunFolder) -> str:
             per.setdefault(str(e.get("group")), set()).add(str(e.get("subject")))
         if entries:
             groups = labels or sorted(per)
-            rows.append([split, *[len(per.get(g, ())) for g in groups], len({str(e.get("subject")) for e in entries})])
+            rows.append(
+                [split, *[len(per.get(g, ())) for g in groups], len({str(e.get("subject")) for e in entries})]
+            )
     if not rows:
         return '<p class="note">No datalist.json: subjects per split unknown.</p>'
     return html_table(["split", *(labels or []), "subjects"], rows, caption="Subjects per group and split")
@@ -144,7 +154,12 @@ def training_section(run: RunFolder) -> Section:
         pairs: list[tuple[str, Any]] = [("Epochs run", int(h["epoch"].max()) if "epoch" in h else len(h))]
         if "val_accuracy" in h and h["val_accuracy"].notna().any():
             best = h.loc[h["val_accuracy"].idxmax()]
-            pairs.append(("Best validation accuracy (slices)", f"{best['val_accuracy']:.3f} at epoch {int(best['epoch'])}"))
+            pairs.append(
+                (
+                    "Best validation accuracy (slices)",
+                    f"{best['val_accuracy']:.3f} at epoch {int(best['epoch'])}",
+                )
+            )
         for col in ("train_loss", "val_loss", "val_subject_accuracy"):
             if col in h:
                 pairs.append((f"Last {col}", _num(h[col].iloc[-1])))
@@ -160,7 +175,9 @@ def _slice_baseline(run: RunFolder) -> float:
     if not path.is_file():
         return math.nan
     labels = read_csv(path).get("label")
-    return float(labels.value_counts(normalize=True).max()) if labels is not None and len(labels) else math.nan
+    return (
+        float(labels.value_counts(normalize=True).max()) if labels is not None and len(labels) else math.nan
+    )
 
 
 def metrics_section(run: RunFolder) -> Section:
@@ -172,7 +189,11 @@ def metrics_section(run: RunFolder) -> Section:
         )  # fmt: skip
     m["slice_majority_baseline"] = _slice_baseline(run)
     rows = [[label, _cell(m, s, label), _cell(m, t, label)] for label, s, t in METRIC_ROWS]
-    body = html_table(["metric", "subject level", "slice level"], rows, caption="Held-out test set (metrics/test_metrics.json)")
+    body = html_table(
+        ["metric", "subject level", "slice level"],
+        rows,
+        caption="Held-out test set (metrics/test_metrics.json)",
+    )
     body += (
         '<p class="note">Subject level: each subject\'s slice probabilities averaged, one decision per subject '
         "(the number to report). Slice level: every slice counted alone. The majority-class baseline is the "
@@ -236,7 +257,14 @@ def subjects_section(run: RunFolder) -> Section:
     if cam is not None and len(cam):
         rows = cam[cam["split"] == "test"] if "split" in cam else cam
         loc = [(k, h) for k, h in LOCALIZATION_COLUMNS if f"localization.{k}" in rows]
-        headers = ["subject", "acquisition", "CAM of class", "predicted (CAM pass)", "peak (mm)", "box (voxels)"]
+        headers = [
+            "subject",
+            "acquisition",
+            "CAM of class",
+            "predicted (CAM pass)",
+            "peak (mm)",
+            "box (voxels)",
+        ]
         headers += [h for _, h in loc]
         table_rows = [
             [r["subject"], r.get("acquisition"), r.get("cam_class"), r.get("predicted"), _triple(r.get("peak_mm")), _box_text(r)]
@@ -254,7 +282,12 @@ def subjects_section(run: RunFolder) -> Section:
         for _, r in rows.iterrows():
             png = run.file(f"cam/{r['subject']}/{r.get('acquisition', 'dwi')}_overlay.png")
             if png.is_file():
-                figs.append(figure(png, f"{r['subject']} {r.get('acquisition', '')}: CAM {r.get('cam_class', '')} over FA, box in green"))
+                figs.append(
+                    figure(
+                        png,
+                        f"{r['subject']} {r.get('acquisition', '')}: CAM {r.get('cam_class', '')} over FA, box in green",
+                    )
+                )
         body += "".join(figs)
     else:
         body += '<p class="note">No CAM volumes (cam/summary.csv is written by the bundle\'s inference).</p>'
@@ -264,7 +297,11 @@ def subjects_section(run: RunFolder) -> Section:
 def randomisation_section(run: RunFolder) -> Section:
     r = run.randomisation
     if r is None:
-        return Section("sanity", "Randomisation check", '<p class="note">No cam/randomisation_check.json (inference).</p>')
+        return Section(
+            "sanity",
+            "Randomisation check",
+            '<p class="note">No cam/randomisation_check.json (inference).</p>',
+        )
     sp = r.get("spearman") or {}
     pairs = [
         ("Acquisition", r.get("acquisition")),
@@ -283,10 +320,12 @@ def randomisation_section(run: RunFolder) -> Section:
     return Section("sanity", "Randomisation check", body)
 
 
-def run_report_html(run_dir: str | os.PathLike, command: list[str] | None = None) -> tuple[str, dict[str, Any]]:
+def run_report_html(
+    run_dir: str | os.PathLike, command: list[str] | None = None, viewer_subjects: int | None = None
+) -> tuple[str, dict[str, Any]]:
     """The page of one run and a few numbers about it (``n_scenes``, ``volume_bytes``, ``missing``)."""
     run = read_run_folder(run_dir)
-    scenes, scene_notes = run_scenes(run)
+    scenes, scene_notes = run_scenes(run, limit=viewer_subjects)
     viewer_body = notes(scene_notes, cls="note") + viewer_html(scenes)
     sections = [
         summary_section(run),
@@ -304,7 +343,9 @@ def run_report_html(run_dir: str | os.PathLike, command: list[str] | None = None
         if is_group_folder(group_dir):
             g_sections, g_scenes = group_sections(group_dir, element_id="nv-group")
             sections += g_sections
-    sections.append(provenance_section(run.path, {"config.json (recorded run configuration)": run.config}, command))
+    sections.append(
+        provenance_section(run.path, {"config.json (recorded run configuration)": run.config}, command)
+    )
     title = f"hcp-cam run: {(run.config or {}).get('arch', run.path.name)}"
     subtitle = f"{run.path} · {len(run.test_subjects())} test subjects"
     scripts = viewer_scripts() if scenes or g_scenes else []
@@ -323,12 +364,22 @@ def run_report_html(run_dir: str | os.PathLike, command: list[str] | None = None
 
 
 def write_run_report(
-    run_dir: str | os.PathLike, out: str | os.PathLike | None = None, command: list[str] | None = None
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    command: list[str] | None = None,
+    viewer_subjects: int | None = None,
 ) -> Path:
     """Write the run's report (default ``<run_dir>/report.html``) and return its path.
 
     Missing inputs are listed on the page; nothing is written when an input is unreadable or the
     output cannot be written (checked before the page is built).
+
+    Args:
+        run_dir: the bundle's ``output_dir``.
+        out: the page to write.
+        command: what to show as the command under provenance (default: this process's).
+        viewer_subjects: embed the volumes of the first N test acquisitions only (``None``: all;
+            0: no viewer). Each costs ~60 kB at the demo size and ~2 MB at HCP size.
 
     Raises:
         InputError: ``run_dir`` is not a run folder, an input file is unreadable, or ``out`` is a
@@ -338,7 +389,7 @@ def write_run_report(
     if not Path(run_dir).is_dir():
         read_run_folder(run_dir)  # raises the run folder's error before the output's
     check_output_path(path)
-    text, stats = run_report_html(run_dir, command)
+    text, stats = run_report_html(run_dir, command, viewer_subjects)
     write_page(text, path)
     logger.info("report: %s (%.1f MB, %d viewer scenes)", path, len(text.encode()) / 1e6, stats["n_scenes"])
     return path

@@ -65,11 +65,15 @@ def cam_scene(
         else:
             fa = np.asarray(fa_img.dataobj, dtype=np.float32)
             top = float(np.percentile(fa[fa > 0], 99.5)) if (fa > 0).any() else 1.0
-            volumes.append(embed_volume(fa_img, "FA", colormap="gray", cal_min=0.0, cal_max=top, role="background"))
+            volumes.append(
+                embed_volume(fa_img, "FA", colormap="gray", cal_min=0.0, cal_max=top, role="background")
+            )
     else:
         notes.append(f"{scene_id}: FA not found ({fa_path}); the CAM is shown alone")
     if not volumes:  # NiiVue draws the first volume as the background: an empty one on the CAM's grid
-        volumes.append(embed_volume(cam_img, "background", data=np.zeros(cam_img.shape, np.uint8), role="background"))
+        volumes.append(
+            embed_volume(cam_img, "background", data=np.zeros(cam_img.shape, np.uint8), role="background")
+        )
     volumes.append(
         embed_volume(
             cam_img, f"CAM {cam_class} [0,1]".replace("  ", " "), colormap="warm", cal_min=0.2, cal_max=1.0,
@@ -81,7 +85,14 @@ def cam_scene(
         shell = box_shell(cam_img.shape, box["min_index"], box["max_index"])
         volumes.append(
             embed_volume(
-                cam_img, "CAM box", data=shell, colormap="green", cal_min=0.5, cal_max=1.0, opacity=0.6, role="outline"
+                cam_img,
+                "CAM box",
+                data=shell,
+                colormap="green",
+                cal_min=0.5,
+                cal_max=1.0,
+                opacity=0.6,
+                role="outline",
             )
         )
     if roi_path is not None and roi_path.is_file():
@@ -101,17 +112,28 @@ def cam_scene(
         "CAM [0,1] is scaled per volume over the voxels the network saw; 0 there means lowest or unknown "
         "(slices the network never saw)."
     )
-    scene = Scene(id=scene_id, label=label, volumes=volumes, peak_mm=peak, note=note, affine=cam_img.affine.tolist())
+    scene = Scene(
+        id=scene_id, label=label, volumes=volumes, peak_mm=peak, note=note, affine=cam_img.affine.tolist()
+    )
     return scene, notes
 
 
-def run_scenes(run: RunFolder) -> tuple[list[Scene], list[str]]:
-    """The viewer's scenes for every test acquisition with a CAM, and notes on what was left out."""
+def run_scenes(run: RunFolder, limit: int | None = None) -> tuple[list[Scene], list[str]]:
+    """The viewer's scenes for every test acquisition with a CAM (the first ``limit`` only, when
+    given: ~2 MB each at HCP size), and notes on what was left out."""
     if run.cam is None or not len(run.cam):
         return [], ["No CAM volumes in this run yet (the bundle's inference writes them)."]
     rows = run.cam[run.cam["split"] == "test"] if "split" in run.cam else run.cam
     if not len(rows):
         return [], ["cam/summary.csv has no test acquisition."]
+    if limit is not None and limit < len(rows):
+        left = len(rows) - max(0, limit)
+        note = f"{left} of {len(rows)} test acquisitions are not in the viewer (viewer_subjects={limit}); their figures are above."
+        rows = rows.head(max(0, limit))
+        if not len(rows):
+            return [], [note]
+    else:
+        note = None
     dataset = (run.config or {}).get("dataset_dir")
     truth = Path(dataset) / "derivatives" / "ground_truth" if dataset else None
     scenes, notes = [], []
@@ -132,10 +154,12 @@ def run_scenes(run: RunFolder) -> tuple[list[Scene], list[str]]:
         fa_path = _resolve(run, r.get("fa")) or _resolve(run, (bbox or {}).get("fa"))
         roi = truth / f"{subject}_roi.nii.gz" if truth is not None else None
         group = r.get("group")
-        label = f"{subject} {acq}" + (f" ({group}; predicted {r.get('predicted')})" if isinstance(group, str) else "")
+        label = f"{subject} {acq}" + (
+            f" ({group}; predicted {r.get('predicted')})" if isinstance(group, str) else ""
+        )
         scene, scene_notes = cam_scene(f"{subject}/{acq}", label, cam_path, fa_path, bbox, roi)
         scenes.append(scene)
         notes += scene_notes
     for n in notes:
         logger.warning("report viewer: %s", n)
-    return scenes, notes
+    return scenes, notes + ([note] if note else [])

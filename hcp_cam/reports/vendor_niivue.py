@@ -54,7 +54,9 @@ def check_inline_build(text: str, name: str = BUILD_MEMBER) -> None:
     if found:
         raise InputError(f"cannot be inlined offline: it contains {', '.join(found)}", name)
     if "niivue" not in text[:2000] or "define.amd" not in text[:2000]:
-        raise InputError("expected a UMD bundle defining the global 'niivue' in its first 2000 characters", name)
+        raise InputError(
+            "expected a UMD bundle defining the global 'niivue' in its first 2000 characters", name
+        )
 
 
 def vendor_from_tarball(tarball: str | Path, out_dir: str | Path = VENDOR_DIR) -> dict:
@@ -77,7 +79,9 @@ def vendor_from_tarball(tarball: str | Path, out_dir: str | Path = VENDOR_DIR) -
         meta = json.loads(tar.extractfile("package/package.json").read())
         build = tar.extractfile(BUILD_MEMBER).read()
     if meta.get("license") != LICENSE_FIELD:
-        raise InputError(f"expected the licence {LICENSE_FIELD}, package.json says {meta.get('license')!r}", tarball)
+        raise InputError(
+            f"expected the licence {LICENSE_FIELD}, package.json says {meta.get('license')!r}", tarball
+        )
     check_inline_build(build.decode("utf-8"))
     record = {
         "package": meta.get("name", PACKAGE),
@@ -123,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     if packed.get("shasum") and packed["shasum"] != record["tarball_sha1"]:
         print("vendor_niivue: error: the tarball's sha1 differs from npm's shasum", file=sys.stderr)
         return 2
-    print(f"vendored {record['package']}@{record['version']} sha256 {record['sha256']} ({record['bytes']} bytes)")
+    print(
+        f"vendored {record['package']}@{record['version']} sha256 {record['sha256']} ({record['bytes']} bytes)"
+    )
     return 0
 
 

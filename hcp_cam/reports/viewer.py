@@ -76,7 +76,9 @@ def viewer_html(scenes: Sequence[Scene], element_id: str = "nv") -> str:
                 "label": s.label,
                 "note": s.note,
                 "peak_mm": None if s.peak_mm is None else [float(x) for x in s.peak_mm],
-                "world_to_voxel": None if s.affine is None else np.linalg.inv(np.asarray(s.affine, float)).tolist(),
+                "world_to_voxel": None
+                if s.affine is None
+                else np.linalg.inv(np.asarray(s.affine, float)).tolist(),
                 "volumes": vols,
             }
         )
