@@ -12,6 +12,8 @@ from pathlib import Path
 
 from hcp_cam.errors import ConfigError, InputError
 
+__all__ = ["register", "run"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ __all__ = [
     "table",
     "frame_table",
     "key_values",
-    "mapping_rows",
     "figure",
     "notes",
     "json_block",
@@ -206,10 +205,3 @@ def write_page(text: str, path: str | os.PathLike) -> Path:
     except OSError as e:
         raise InputError(f"cannot write the report: {e.strerror or e}", path) from e
     return path
-
-
-def mapping_rows(d: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """``(key, value)`` pairs of a flat mapping, nested values as compact JSON."""
-    return [
-        (k, v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v)) for k, v in d.items()
-    ]

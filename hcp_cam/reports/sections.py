@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from hcp_cam.reports.embed import niivue_info
-from hcp_cam.reports.html import Markup, Section, esc, key_values
+from hcp_cam.reports.html import Section, esc, key_values
 from hcp_cam.reports.provenance import provenance
 
-__all__ = ["provenance_section", "file_listing", "pre_json", "link"]
+__all__ = ["provenance_section", "file_listing", "pre_json"]
 
 
 def pre_json(obj: Any) -> str:
@@ -68,8 +68,3 @@ def provenance_section(
             f"<table><thead><tr><th>file</th><th>bytes</th></tr></thead><tbody>{rows}</tbody></table></details>"
         )
     return Section("provenance", "Provenance", body)
-
-
-def link(text: str, fragment: str) -> Markup:
-    """An in-page link (``#fragment``), as a table cell."""
-    return Markup(f'<a href="#{esc(fragment)}">{esc(text)}</a>')
