@@ -63,12 +63,19 @@ def completed_run(trained_run, tiny_data):
 
 
 @pytest.fixture(scope="session")
-def browser():
-    """One headless Chromium (Debian's, driven by Playwright) for every page test of the session."""
+def playwright():
+    """Playwright's driver, started once (a second ``sync_playwright()`` in the same process fails)."""
     from playwright.sync_api import sync_playwright
-    from report_helpers import CHROMIUM_ARGS, chromium_path
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright):
+    """One headless Chromium (Debian's, driven by Playwright) for every page test of the session."""
+    from report_helpers import CHROMIUM_ARGS, chromium_path
+
+    b = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
+    yield b
+    b.close()

@@ -153,17 +153,17 @@ def test_html_has_no_external_reference(report):
     assert text.count("<script>") == 2  # NiiVue and the viewer, inline; data elements have a type
 
 
-def test_without_webgl2_the_page_says_so_and_keeps_the_rest(report):
-    from playwright.sync_api import sync_playwright
+def test_without_webgl2_the_page_says_so_and_keeps_the_rest(playwright, report):
     from report_helpers import CHROMIUM_ARGS, chromium_path
 
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path(), args=[*CHROMIUM_ARGS, "--disable-3d-apis"])
-        try:
-            page = open_page(b, report)
-            assert page.wait_ready() == "error"
-            assert "no WebGL2" in page.page.inner_text("[data-nv=status]")
-            assert page.errors == []  # handled, not thrown
-            assert page.page.locator("figure img").count() >= 3  # the figures are still there
-        finally:
-            b.close()
+    b = playwright.chromium.launch(
+        executable_path=chromium_path(), args=[*CHROMIUM_ARGS, "--disable-3d-apis"]
+    )
+    try:
+        page = open_page(b, report)
+        assert page.wait_ready() == "error"
+        assert "no WebGL2" in page.page.inner_text("[data-nv=status]")
+        assert page.errors == []  # handled, not thrown
+        assert page.page.locator("figure img").count() >= 3  # the figures are still there
+    finally:
+        b.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -32,7 +34,10 @@ def page(completed_run, tmp_path_factory):
 def _copy(run, dest, files=None, skip=()):
     """A copy of a run folder (``files`` only, or all but ``skip``): a run at an earlier stage."""
     if files is None:
-        shutil.copytree(run, dest, ignore=shutil.ignore_patterns(*skip, "report.html"))
+        # checkpoints and TensorBoard events are not report inputs: not copied (the copy is quicker)
+        shutil.copytree(
+            run, dest, ignore=shutil.ignore_patterns(*skip, "report.html", "checkpoints", "tensorboard")
+        )
     else:
         for f in files:
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
@@ -136,16 +141,17 @@ def test_missing_fa_shows_the_cam_alone_and_says_so(completed_run, tmp_path):
     assert "FA not found" in text
 
 
-def _cli(args, cwd):
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    return subprocess.run(
-        [sys.executable, "-m", "hcp_cam.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-    )
+def _cli(args, cwd, isolated=False):
+    """``hcp-cam ARGS``: in this process (``main``, the entry point), or as a new process with
+    ``isolated`` (what a user's shell sees on stderr, logging included)."""
+    if isolated:
+        env = {**os.environ, "MPLBACKEND": "Agg"}
+        cmd = [sys.executable, "-m", "hcp_cam.cli", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(args)
+    return subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
 
 
 @pytest.mark.parametrize(
@@ -182,7 +188,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(completed_run, tmp_pat
     elif case == "no_folder":
         target = tmp_path / "nowhere"
     before = tree_snapshot(tmp_path)
-    proc = _cli(["report", str(target), "--out", str(out)], cwd=tmp_path)
+    proc = _cli(["report", str(target), "--out", str(out)], cwd=tmp_path, isolated=case == "corrupt_cam")
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("hcp-cam report: error: ") and expect in lines[0], (
