@@ -20,7 +20,7 @@ from hcp_cam.errors import HcpCamError
 __all__ = ["build_parser", "main"]
 
 # sub-command modules, in the order `hcp-cam --help` lists them
-_COMMANDS = ("synth", "datalist", "fa", "compare", "cam", "figures")
+_COMMANDS = ("synth", "datalist", "fa", "compare", "cam", "figures", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
