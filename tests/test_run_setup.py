@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from hcp_cam.errors import ConfigError
-from hcp_cam.training.run_setup import default_output_dir, flag, optional, prepare_output_dir
+from hcp_cam.training.run_setup import (
+    default_cache_dir,
+    default_output_dir,
+    flag,
+    optional,
+    prepare_output_dir,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,8 +67,31 @@ def test_checking_a_run_folder_writes_nothing_until_recorded(tmp_path):
 
 
 def test_default_output_dir_names_the_fold_only_for_k_fold_runs(tmp_path):
-    assert default_output_dir(tmp_path, "vgg16") == str(tmp_path / "runs" / "vgg16")
-    assert default_output_dir(tmp_path, "vgg16", num_folds="3", fold="2") == str(
-        tmp_path / "runs" / "vgg16_fold2"
+    bundle, work = tmp_path / "bundle", tmp_path / "work"
+    assert default_output_dir(bundle, "vgg16", base=work) == str(work / "runs" / "vgg16")
+    assert default_output_dir(bundle, "vgg16", num_folds="3", fold="2", base=work) == str(
+        work / "runs" / "vgg16_fold2"
     )
-    assert default_output_dir(tmp_path, "vgg16", num_folds=1, fold=2) == str(tmp_path / "runs" / "vgg16")
+    assert default_output_dir(bundle, "vgg16", num_folds=1, fold=2, base=work) == str(work / "runs" / "vgg16")
+
+
+def test_default_output_dir_is_under_the_working_directory_never_the_bundle(tmp_path, monkeypatch):
+    bundle, work = tmp_path / "bundle", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert default_output_dir(bundle, "alexnet") == str(work / "runs" / "alexnet")
+    (bundle / "configs").mkdir(parents=True)
+    monkeypatch.chdir(bundle / "configs")
+    with pytest.raises(ConfigError, match="would lie inside the bundle folder"):
+        default_output_dir(bundle, "alexnet")
+    assert not (bundle / "configs" / "runs").exists()
+
+
+def test_default_cache_dir_follows_xdg(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == str(tmp_path / "xdg" / "hcp-cam")
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")  # the XDG rule: relative paths are ignored
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == str(tmp_path / "home" / ".cache" / "hcp-cam")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_cache_dir() == str(tmp_path / "home" / ".cache" / "hcp-cam")
