@@ -107,6 +107,9 @@ def bids_index(root: str | os.PathLike, index_dir: str | os.PathLike | None = No
 
     from hcp_cam.data.cache import dataset_key
 
+    # pybids' schema package logs which schema it loads, at INFO, on every index
+    logging.getLogger("bidsschematools").setLevel(logging.WARNING)
+
     root = Path(root).resolve()
     config = ["bids", "derivatives"] if derivative else ["bids"]
     ignore = list(_IGNORE_DERIVATIVE if derivative else _IGNORE_RAW)
