@@ -115,7 +115,7 @@ def test_a_forced_layout_that_does_not_fit_is_refused_before_anything_is_written
     ds = generate_bids_dataset(tmp_path / "study", n_subjects=2, layout="qsiprep", shape=(16, 18, 16), n_per_shell=6, progress=False)  # fmt: skip
     out = tmp_path / "run"
     proc = run_bundle(
-        "training", TRAIN, out, TinyData(ds.dataset_dir, tmp_path / "cache"), {"dataset_layout": layout}
+        "training", TRAIN, out, TinyData(ds.dataset_dir, tmp_path / "cache"), {"dataset_layout": "bids"}
     )
     assert proc.returncode != 0
     text = output_of(proc)
