@@ -239,3 +239,33 @@ def test_indexing_writes_nothing_into_the_dataset(tmp_path):
     assert dl["numTraining"] + dl["numValidation"] + dl["numTest"] == 6
     assert {p.relative_to(root) for p in root.rglob("*")} == before
     assert list((tmp_path / "index").rglob("layout_index.sqlite"))
+
+
+def test_two_gradient_files_applying_at_one_level_is_an_error(tmp_path):
+    root = bids_root(tmp_path / "bids")
+    write_gradients(root / "acq-hi_dwi")
+    write_gradients(root / "dir-AP_dwi")
+    write_dwi(root / "sub-01/dwi/sub-01_acq-hi_dir-AP_dwi.nii.gz")
+    with pytest.raises(
+        InputError, match="both acq-hi_dwi.bval and dir-AP_dwi.bval apply to sub-01_acq-hi_dir-AP_dwi"
+    ):
+        find_bids_acquisitions(root)
+
+
+def test_cli_fa_of_a_bids_dataset_computes_masks_once(tmp_path, monkeypatch, capsys):
+    from hcp_cam.synth.bids import generate_bids_dataset
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    ds = generate_bids_dataset(tmp_path / "bids", n_subjects=2, n_sessions=2, shape=(16, 18, 16), n_per_shell=6, progress=False)  # fmt: skip
+    out = tmp_path / "fa"
+    argv = ["fa", "--dataset-dir", str(ds.root), "--out-dir", str(out), "--no-progress", "--backend", "dipy"]
+    assert main(argv) == 0
+    fa = sorted(out.rglob("*_fa.nii.gz"))
+    masks = sorted(out.rglob("*_mask.nii.gz"))
+    assert [p.name for p in fa] == ["ses-01_dwi_fa.nii.gz", "ses-02_dwi_fa.nii.gz"] * 2
+    assert [p.name for p in masks] == ["ses-01_dwi_mask.nii.gz", "ses-02_dwi_mask.nii.gz"] * 2
+    assert list((tmp_path / "xdg" / "hcp-cam" / "bids-index").rglob("layout_index.sqlite"))
+    stamps = [p.stat().st_mtime_ns for p in fa + masks]
+    assert main(argv) == 0  # everything cached: nothing is rewritten
+    assert [p.stat().st_mtime_ns for p in fa + masks] == stamps
+    assert "4 FA maps in" in capsys.readouterr().out

@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from hcp_cam.data.layouts import DATASET_LAYOUTS
 from hcp_cam.errors import ConfigError
@@ -38,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=DATASET_LAYOUTS,
         default="auto",
         help="layout of --dataset-dir (default auto: detected; docs/data.md)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="where pybids' index of a BIDS dataset is kept (default $XDG_CACHE_HOME/hcp-cam or ~/.cache/hcp-cam)",
     )
     p.add_argument("--out-dir", help="cache root for --dataset-dir: <out-dir>/<subject>/<acq>_fa.nii.gz")
     p.add_argument(
@@ -76,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             shard=parse_shard(args.shard),
             progress=not args.no_progress,
             layout=args.layout,
-            index_dir=user_cache_dir() / "bids-index",
+            index_dir=Path(args.cache_dir or user_cache_dir()) / "bids-index",
         )
         print(f"{len(paths)} FA maps in {args.out_dir}")
         return 0

@@ -35,6 +35,7 @@ __all__ = [
     "bids_index",
     "tree_fingerprint",
     "find_bids_acquisitions",
+    "GradientFiles",
     "gradient_files",
     "check_gradient_counts",
     "acquisition_name",
@@ -149,48 +150,89 @@ def acquisition_name(filename: str, subject: str) -> str:
     return name[len(prefix) :] if name.startswith(prefix) else name
 
 
-def _entities(bids_file: Any) -> tuple[tuple[str, str], ...]:
-    ents = bids_file.get_entities()
+def _entities(ents: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The kept entities (:data:`ENTITY_ORDER`) of a pybids entity dict, as text."""
     return tuple((k, str(ents[k])) for k in ENTITY_ORDER if k in ents)
 
 
-def gradient_files(layout: Any, dwi: str | os.PathLike) -> tuple[Path | None, Path | None]:
-    """The ``.bval`` and ``.bvec`` that apply to ``dwi`` by the BIDS inheritance principle.
+class GradientFiles:
+    """The ``.bval``/``.bvec`` that apply to each DWI of an index, by the BIDS inheritance principle.
 
-    pybids' ``get_nearest`` walks up from the DWI's folder; of its candidates only those whose
-    entities are a subset of the DWI's apply (``acq-hi_dwi.bval`` does not apply to a DWI without
-    ``acq-hi``, which pybids' ``get_bval`` would return), and the nearest, most specific one wins.
+    From the DWI's folder up to the dataset root, the first folder holding an applicable file wins;
+    a file applies when its entities are a subset of the DWI's (``acq-hi_dwi.bval`` applies to
+    ``sub-01_acq-hi_dwi.nii.gz``, not to ``sub-01_dwi.nii.gz``, which pybids' ``get_bval`` would
+    return), and of several in one folder the most specific wins. The gradient files are read from
+    the index once: pybids' ``get_nearest`` queries the whole index per call (0.13 s per DWI on 2
+    cores, minutes for a large dataset; ``benchmarks/bench_bids_index.py``).
 
-    Returns:
-        ``(bval, bvec)``, each ``None`` when no applicable file exists.
+    Args:
+        layout: a ``bids.BIDSLayout``.
     """
-    dwi_file = layout.get_file(str(dwi))
-    own = {k: v for k, v in dwi_file.get_entities().items() if k not in _NOT_INHERITED}
-    found: list[Path | None] = []
-    for ext in (".bval", ".bvec"):
-        candidates = layout.get_nearest(str(dwi), suffix="dwi", extension=ext, all_=True, strict=True) or []
-        applicable = None
-        for path in candidates if isinstance(candidates, list) else [candidates]:
-            ents = {k: v for k, v in layout.get_file(path).get_entities().items() if k not in _NOT_INHERITED}
-            if all(k in own and own[k] == v for k, v in ents.items()):
-                applicable = Path(path)
-                break
-        found.append(applicable)
-    return found[0], found[1]
+
+    def __init__(self, layout: Any):
+        self.root = Path(layout.root).resolve()
+        self._by_folder: dict[tuple[Path, str], list[tuple[dict[str, Any], Path]]] = {}
+        for f in layout.get(suffix="dwi", extension=[".bval", ".bvec"]):
+            ents = f.get_entities()
+            own = {k: v for k, v in ents.items() if k not in _NOT_INHERITED}
+            self._by_folder.setdefault((Path(f.path).parent, ents["extension"]), []).append(
+                (own, Path(f.path))
+            )
+
+    def find(self, dwi: str | os.PathLike, entities: dict[str, Any]) -> tuple[Path | None, Path | None]:
+        """``(bval, bvec)`` of the DWI at ``dwi`` with pybids ``entities``; ``None`` where none applies.
+
+        Raises:
+            InputError: two files apply equally at the same level (BIDS forbids it).
+        """
+        own = {k: v for k, v in entities.items() if k not in _NOT_INHERITED}
+        found: list[Path | None] = []
+        for ext in (".bval", ".bvec"):
+            folder, choice = Path(dwi).parent, None
+            while choice is None:
+                applicable = [
+                    (len(ents), path)
+                    for ents, path in self._by_folder.get((folder, ext), [])
+                    if all(k in own and own[k] == v for k, v in ents.items())
+                ]
+                if applicable:
+                    applicable.sort(key=lambda a: -a[0])
+                    if len(applicable) > 1 and applicable[0][0] == applicable[1][0]:
+                        names = " and ".join(a[1].name for a in applicable[:2])
+                        raise InputError(f"both {names} apply to {Path(dwi).name} at the same level", folder)
+                    choice = applicable[0][1]
+                if folder == self.root or folder.parent == folder:
+                    break
+                folder = folder.parent
+            found.append(choice)
+        return found[0], found[1]
 
 
-def _count_values(path: Path, what: str) -> np.ndarray:
+def gradient_files(layout: Any, dwi: str | os.PathLike) -> tuple[Path | None, Path | None]:
+    """The ``.bval`` and ``.bvec`` that apply to one indexed ``dwi`` (see :class:`GradientFiles`)."""
+    return GradientFiles(layout).find(dwi, layout.get_file(str(dwi)).get_entities())
+
+
+def _count_values(path: Path, what: str, cache: dict | None = None) -> np.ndarray:
+    if cache is not None and (path, what) in cache:
+        return cache[(path, what)]
     try:
         rows = [r.split() for r in path.read_text().splitlines() if r.strip()]
-        return np.array([[float(x) for x in r] for r in rows], dtype=float)
+        values = np.array([[float(x) for x in r] for r in rows], dtype=float)
     except (OSError, ValueError) as e:
         raise InputError(f"cannot read the {what} as numbers: {e}", path) from e
+    if cache is not None:
+        cache[(path, what)] = values
+    return values
 
 
-def check_gradient_counts(dwi: Path, bvals: Path, bvecs: Path, root: Path | None = None) -> int:
+def check_gradient_counts(
+    dwi: Path, bvals: Path, bvecs: Path, root: Path | None = None, cache: dict | None = None
+) -> int:
     """Check that the gradient files hold one value/direction per DWI volume; return N.
 
     Only the NIfTI header is read. Files found by inheritance are named as such in the message.
+    ``cache`` (a dict) keeps parsed gradient files between calls: an inherited file is read once.
 
     Raises:
         InputError: the DWI is not 4D; the bval count or the bvec shape (3 x N or N x 3) does not
@@ -210,10 +252,10 @@ def check_gradient_counts(dwi: Path, bvals: Path, bvecs: Path, root: Path | None
     def note(path: Path) -> str:
         return "" if path.parent == dwi.parent else " (inherited from a folder above the DWI)"
 
-    b = _count_values(bvals, "b-values").ravel()
+    b = _count_values(bvals, "b-values", cache).ravel()
     if b.size != n:
         raise InputError(f"{b.size} b-values but the DWI {rel} has {n} volumes{note(bvals)}", bvals)
-    v = _count_values(bvecs, "b-vectors")
+    v = _count_values(bvecs, "b-vectors", cache)
     if v.ndim != 2 or not ((v.shape[0] == 3 and v.shape[1] == n) or (v.shape[1] == 3 and v.shape[0] == n)):
         found = "x".join(str(s) for s in v.shape) if v.ndim == 2 else f"{v.size} values"
         raise InputError(f"b-vectors are {found}, expected 3 x {n} for the DWI {rel}{note(bvecs)}", bvecs)
@@ -249,14 +291,16 @@ def _acquisitions(
     layout: Any, files: Iterable[Any], root: Path, compute_mask: bool, masks: dict[str, Path] | None = None
 ) -> list[Acquisition]:
     found: dict[tuple[str, str], Acquisition] = {}
+    gradients, parsed = GradientFiles(layout), {}
     for f in files:
         dwi = Path(f.path)
-        subject = f"sub-{f.get_entities()['subject']}"
+        ents = f.get_entities()
+        subject = f"sub-{ents['subject']}"
         name = acquisition_name(dwi.name, subject)
         if (subject, name) in found:
             other = found[(subject, name)].dwi
             raise InputError(f"stored twice, as {other.name} and {dwi.name}", dwi.parent)
-        bval, bvec = gradient_files(layout, dwi)
+        bval, bvec = gradients.find(dwi, ents)
         for path, ext in ((bval, ".bval"), (bvec, ".bvec")):
             if path is None:
                 raise InputError(
@@ -264,10 +308,10 @@ def _acquisitions(
                     f"(BIDS inheritance: e.g. {dwi.name.split('.')[0]}{ext} or a top-level dwi{ext})",
                     dwi,
                 )
-        check_gradient_counts(dwi, bval, bvec, root)
+        check_gradient_counts(dwi, bval, bvec, root, parsed)
         mask = (masks or {}).get(str(dwi))
         found[(subject, name)] = Acquisition(
             subject=subject, acquisition=name, dwi=dwi, bvals=bval, bvecs=bvec, mask=mask,
-            compute_mask=compute_mask and mask is None, entities=_entities(f),
+            compute_mask=compute_mask and mask is None, entities=_entities(ents),
         )  # fmt: skip
     return [found[k] for k in sorted(found)]

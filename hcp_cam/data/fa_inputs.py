@@ -132,18 +132,19 @@ def _from_qsirecon(root: Path, index_dir: str | os.PathLike | None) -> list[Acqu
         )
     masks = {}
     for m in layout.get(suffix="mask", desc="brain", extension=_NIFTI_EXTENSIONS):
-        ents = dict(_entities(m))
+        ents = dict(_entities(m.get_entities()))
         masks[(m.get_entities()["subject"], ents.get("session"), ents.get("space"))] = Path(m.path)
     found = []
     for f in maps:
-        ents = dict(_entities(f))
-        label = f.get_entities()["subject"]
+        all_ents = f.get_entities()
+        ents = dict(_entities(all_ents))
+        label = all_ents["subject"]
         subject = f"sub-{label}"
         found.append(
             Acquisition(
                 subject=subject, acquisition=acquisition_name(f.filename, subject), dwi=None, bvals=None,
                 bvecs=None, mask=masks.get((label, ents.get("session"), ents.get("space"))), fa=Path(f.path),
-                entities=_entities(f),
+                entities=tuple(ents.items()),
             )
         )  # fmt: skip
     return found
