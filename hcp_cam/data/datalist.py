@@ -14,14 +14,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hcp_cam.data.discovery import Acquisition
-from hcp_cam.data.layouts import (
-    find_acquisitions,
+from hcp_cam.data.dataset_participants import (
     find_participants_table,
     participant_metadata,
     read_dataset_participants,
-    resolve_layout,
 )
+from hcp_cam.data.discovery import Acquisition
+from hcp_cam.data.layouts import find_acquisitions, resolve_layout
 from hcp_cam.data.participants import DEFAULT_GROUPS, AgeGroups, match_participants, parse_groups
 from hcp_cam.data.splits import SPLITS, kfold_subjects, split_subjects
 from hcp_cam.errors import ConfigError, InputError
