@@ -268,7 +268,7 @@ def default_roi_dir(dataset_dir: str | os.PathLike) -> str | None:
     synthetic generator writes them to ``derivatives/ground_truth`` (for its QSIPrep-like data,
     ``derivatives/qsiprep``, the sibling ``derivatives/ground_truth``); real data has none."""
     root = Path(dataset_dir)
-    for d in (root / "derivatives" / "ground_truth", root.parent / "ground_truth"):
-        if d.is_dir() and (d != root.parent / "ground_truth" or root.parent.name == "derivatives"):
-            return str(d)
-    return None
+    candidates = [root / "derivatives" / "ground_truth"]
+    if root.parent.name == "derivatives":  # <bids>/derivatives/qsiprep: its sibling
+        candidates.append(root.parent / "ground_truth")
+    return next((str(d) for d in candidates if d.is_dir()), None)
