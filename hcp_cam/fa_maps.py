@@ -137,44 +137,50 @@ def compute_dataset_fa(
     device: str | torch.device | None = None,
     shard: tuple[int, int] = (0, 1),
     progress: bool = True,
+    layout: str = "auto",
+    index_dir: PathLike | None = None,
 ) -> list[Path]:
     """FA of every acquisition of a dataset, written once into a cache folder.
 
-    Acquisitions come from :func:`hcp_cam.data.discovery.discover_acquisitions`, sorted by
+    Acquisitions come from :func:`hcp_cam.data.layouts.find_acquisitions` (any layout), sorted by
     ``(subject, acquisition)``; shard ``(i, n)`` takes every n-th one starting at the i-th, so n
     jobs with ``i = 0 .. n-1`` split the dataset without overlap. Existing cache files are kept.
+    Raw BIDS DWIs get a brain mask computed beside their FA (``<acquisition>_mask.nii.gz``); given FA
+    maps (layout ``fa``) are listed, not copied.
 
     Args:
-        dataset_dir: dataset root (HCP layout).
+        dataset_dir: dataset root.
         out_dir: cache root; files go to ``<out_dir>/<subject>/<acquisition>_fa.nii.gz``.
         backend: "torch" or "dipy". device: torch device; None picks CUDA when available.
         shard: ``(i, n)`` with ``0 <= i < n``.
         progress: show a tqdm progress bar.
+        layout: the dataset's layout (see :data:`hcp_cam.data.layouts.DATASET_LAYOUTS`).
+        index_dir: where pybids keeps a BIDS dataset's index; ``None``: in memory.
 
     Returns:
-        The FA paths of this shard's acquisitions, in order (computed now or found in the cache).
+        The FA paths of this shard's acquisitions, in order (computed now, found in the cache, or given).
 
     Raises:
         InputError: from discovery or from a bad acquisition (maps already written stay).
-        ConfigError: a bad shard, backend or device.
+        ConfigError: a bad shard, backend, device or layout.
     """
-    from hcp_cam.data.discovery import discover_acquisitions
+    from hcp_cam.data.fa_sources import acquisition_maps
+    from hcp_cam.data.layouts import find_acquisitions
 
     i, n = _check_shard(shard)
     fitter_check = DTIFit(backend=backend, device=device)  # bad options fail before the first fit
     del fitter_check
-    acquisitions = sorted(discover_acquisitions(dataset_dir), key=lambda a: (a.subject, a.acquisition))
+    _, found = find_acquisitions(dataset_dir, layout, index_dir=index_dir)
+    acquisitions = sorted(found, key=lambda a: (a.subject, a.acquisition))
     mine = acquisitions[i::n]
     paths: list[Path] = []
     computed = 0
     for acq in tqdm(mine, desc=f"FA {i}/{n}", unit="acq", disable=not progress):
-        path = fa_cache_path(out_dir, acq.subject, acq.acquisition)
-        if not path.exists():
-            compute_fa_file(acq.dwi, acq.bvals, acq.bvecs, acq.mask, path, backend=backend, device=device)
-            computed += 1
+        path, _, how = acquisition_maps(acq, out_dir, backend=backend, device=device)
+        computed += how == "computed"
         paths.append(path)
     logger.info(
-        "FA shard %d/%d: %d acquisitions, %d computed, %d cached",
+        "FA shard %d/%d: %d acquisitions, %d computed, %d cached or given",
         i,
         n,
         len(mine),

@@ -10,6 +10,8 @@ import pytest
 # matplotlib must not touch the user's config and must not need a display
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="hcp-cam-mpl-"))
+# the default cache_dir (FA maps, pybids' index, demo data) is the user's: never a test's
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="hcp-cam-xdg-")
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from hcp_cam.data import DEFAULT_GROUPS, SPLITS, make_datalist, split_summary, write_datalist
+from hcp_cam.data.cache import user_cache_dir
+from hcp_cam.data.layouts import DATASET_LAYOUTS
 from hcp_cam.errors import InputError
 from hcp_cam.output_sets import check_outputs
 
@@ -15,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "datalist",
         help="write a MONAI datalist with a subject-level, group-stratified split",
         description=(
-            "Find the diffusion acquisitions of DATASET_DIR (HCP preprocessed or unprocessed layout), "
+            "Find the diffusion acquisitions of DATASET_DIR (HCP preprocessed or unprocessed, raw BIDS, "
+            "QSIPrep, or given FA maps), "
             "label each subject by age group from the participants table, split subjects (never slices) "
             "into training/validation/test, and write the MONAI datalist JSON. See docs/data.md."
         ),
@@ -28,6 +31,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         help="participants CSV/TSV (default: participants.csv or participants.tsv in DATASET_DIR)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=DATASET_LAYOUTS,
+        default="auto",
+        help="layout of DATASET_DIR (default auto: detected from the folder's names; docs/data.md)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where pybids' index of a BIDS dataset is kept (default $XDG_CACHE_HOME/hcp-cam or ~/.cache/hcp-cam)",
     )
     p.add_argument("--out", required=True, type=Path, help="output datalist JSON, e.g. datalist.json")
     p.add_argument("--seed", type=int, default=0, help="split seed (default: 0)")
@@ -64,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         fold=args.fold,
         groups=args.groups,
         strict=args.strict,
+        layout=args.layout,
+        index_dir=(args.cache_dir or user_cache_dir()) / "bids-index",
     )
     # everything is checked before this line: a failure above leaves no file behind
     write_datalist(datalist, args.out)

@@ -1,6 +1,7 @@
-"""Datasets: discovery of HCP diffusion layouts, the participants table and its age groups,
-subject-level splits and the MONAI datalist that ties them together (see docs/data.md)."""
+"""Datasets: discovery of HCP, BIDS, QSIPrep and FA-map layouts, the participants table and its age
+groups, subject-level splits and the MONAI datalist that ties them together (see docs/data.md)."""
 
+from hcp_cam.data.cache import user_cache_dir
 from hcp_cam.data.datalist import (
     PATH_KEYS,
     find_participants,
@@ -10,6 +11,7 @@ from hcp_cam.data.datalist import (
     write_datalist,
 )
 from hcp_cam.data.discovery import LAYOUTS, Acquisition, discover_acquisitions
+from hcp_cam.data.layouts import DATASET_LAYOUTS, find_acquisitions
 from hcp_cam.data.participants import (
     DEFAULT_GROUPS,
     AgeGroups,
@@ -23,11 +25,13 @@ from hcp_cam.data.splits import SPLITS, kfold_subjects, split_subjects
 __all__ = [
     "Acquisition",
     "AgeGroups",
+    "DATASET_LAYOUTS",
     "DEFAULT_GROUPS",
     "LAYOUTS",
     "PATH_KEYS",
     "SPLITS",
     "discover_acquisitions",
+    "find_acquisitions",
     "find_participants",
     "kfold_subjects",
     "load_datalist",
@@ -38,5 +42,6 @@ __all__ = [
     "read_participants",
     "split_subjects",
     "split_summary",
+    "user_cache_dir",
     "write_datalist",
 ]

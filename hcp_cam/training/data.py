@@ -22,8 +22,8 @@ from monai.data import MetaTensor
 from tqdm import tqdm
 
 from hcp_cam.data import make_datalist, write_datalist
+from hcp_cam.data.fa_sources import acquisition_maps, entry_acquisition
 from hcp_cam.errors import ConfigError
-from hcp_cam.fa_maps import compute_fa_file, fa_cache_path
 from hcp_cam.io import load_nifti
 
 if TYPE_CHECKING:
@@ -53,8 +53,8 @@ def resolve_dataset_dir(
 ) -> Path:
     """Return the dataset folder to use; ``"demo"`` makes the synthetic dataset once in ``cache_dir``.
 
-    An explicit folder that does not exist, or has no ``participants.csv``/``.tsv``, is an error:
-    never a silent fall-back to the demo data.
+    An explicit folder that does not exist is an error: never a silent fall-back to the demo data.
+    (Its layout and participants table are checked by :func:`hcp_cam.data.make_datalist`.)
     """
     if str(dataset_dir) == DEMO:
         target = Path(cache_dir) / f"demo{DEMO_VERSION}_n{demo_subjects}_seed{demo_seed}"
@@ -66,8 +66,6 @@ def resolve_dataset_dir(
         raise ConfigError(
             f"dataset_dir {str(path)!r} does not exist (use --dataset_dir demo for the synthetic data)"
         )
-    if not any((path / f"participants.{ext}").is_file() for ext in ("csv", "tsv")):
-        raise ConfigError(f"dataset_dir {str(path)!r} has no participants.csv or participants.tsv")
     return path
 
 
@@ -169,11 +167,19 @@ def prepare_data(
     fa_backend: str = "torch",
     demo_subjects: int = 16,
     num_classes: int | None = None,
+    dataset_layout: str = "auto",
+    participants_file: str | os.PathLike | None = None,
 ) -> PreparedData:
     """Split by subject, write ``output_dir/datalist.json``, and compute FA once per acquisition.
 
     FA maps are cached in ``cache_dir/fa/<dataset key>/<subject>/<acquisition>_fa.nii.gz`` and
-    reused across epochs and runs.
+    reused across epochs and runs; brain masks computed for raw BIDS lie beside them
+    (``<acquisition>_mask.nii.gz``), pybids' index of a BIDS dataset in ``cache_dir/bids-index``.
+    Given FA maps (``dataset_layout`` ``fa``) are used as they are.
+
+    Args:
+        dataset_layout: one of :data:`hcp_cam.data.layouts.DATASET_LAYOUTS` (``auto`` detects it).
+        participants_file: the participants table when it is not in ``dataset_dir`` (QSIPrep).
     """
     if spatial_dims not in (2, 3):
         raise ConfigError(f"spatial_dims must be 2 (slices) or 3 (volumes), got {spatial_dims}")
@@ -183,6 +189,9 @@ def prepare_data(
     folds = None if not num_folds or int(num_folds) <= 1 else int(num_folds)
     datalist = make_datalist(
         root,
+        participants=None if participants_file in (None, "", "null", "None") else participants_file,
+        layout=dataset_layout,
+        index_dir=Path(cache_dir) / "bids-index",
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,
@@ -200,13 +209,8 @@ def prepare_data(
     todo = [(s, e) for s in SPLITS for e in datalist[s]]
     entries: dict[str, list[dict]] = {s: [] for s in SPLITS}
     for split, e in tqdm(todo, desc="FA maps", unit="acq", disable=None):
-        fa_path = fa_cache_path(fa_dir, e["subject"], e["acquisition"])
-        mask_abs = str(root / e["mask"]) if e.get("mask") else None
-        if not fa_path.is_file():
-            compute_fa_file(
-                root / e["dwi"], root / e["bvals"], root / e["bvecs"], mask_abs, fa_path, backend=fa_backend
-            )
-        entries[split].append({**e, "fa": str(fa_path), "mask_abs": mask_abs})
+        fa_path, mask, _ = acquisition_maps(entry_acquisition(root, e), fa_dir, backend=fa_backend)
+        entries[split].append({**e, "fa": str(fa_path), "mask_abs": None if mask is None else str(mask)})
     return PreparedData(root, datalist, entries, spatial_dims, int(slices_per_axis), slice_selection)
 
 
@@ -253,6 +257,10 @@ def eval_transform(spatial_dims: int = 2, params: PreprocessingParams | int | No
 
 def default_roi_dir(dataset_dir: str | os.PathLike) -> str | None:
     """Ground-truth effect regions (``<subject>_roi.nii.gz``) when the dataset has them: the
-    synthetic generator writes them to ``derivatives/ground_truth``; real data has none."""
-    d = Path(dataset_dir) / "derivatives" / "ground_truth"
-    return str(d) if d.is_dir() else None
+    synthetic generator writes them to ``derivatives/ground_truth`` (for its QSIPrep-like data,
+    ``derivatives/qsiprep``, the sibling ``derivatives/ground_truth``); real data has none."""
+    root = Path(dataset_dir)
+    candidates = [root / "derivatives" / "ground_truth"]
+    if root.parent.name == "derivatives":  # <bids>/derivatives/qsiprep: its sibling
+        candidates.append(root.parent / "ground_truth")
+    return next((str(d) for d in candidates if d.is_dir()), None)
