@@ -8,9 +8,9 @@ What DIPY does, and what this reproduces (``dipy.reconst.dti.wls_fit_tensor``):
 4. eigenvalues clipped at ``1e-6 / max(B)`` (DIPY's ``tol / -design_matrix.min()``), so none is
    negative and a voxel whose three eigenvalues are all clipped has FA 0.
 
-The design matrix uses the b-values as given (b=5 counts with its direction, which
-:func:`~hcp_cam.transforms.gradients.read_gradients` sets to zero for b0 volumes). Here ``b`` is
-scaled to ms/um^2 (``b_scale=1e-3``) so that float32 keeps DIPY's accuracy, the weights are
+The design matrix uses the b-values and directions as given (a b=5 volume counts with its
+direction, as in DIPY; :func:`~hcp_cam.transforms.gradients.read_gradients` zeroes only missing
+ones). Here ``b`` is scaled to ms/um^2 (``b_scale=1e-3``) so that float32 keeps DIPY's accuracy, the weights are
 divided by each voxel's largest weight (WLS does not change; float32 does not overflow), and the
 weighted pass solves for the correction to the OLS estimate, whose size is that of the residuals.
 ``X^T W X`` for a whole block is one matrix product over the 28 distinct entries; the 7x7
@@ -54,8 +54,8 @@ def tensor_design_matrix(bvals: ArrayLike, bvecs: ArrayLike, b_scale: float = 1.
     Returns:
         ``(N, 7)`` float64 ``X`` with ``log S = X @ [Dxx, Dxy, Dyy, Dxz, Dyz, Dzz, log S0]``.
     """
-    b = torch.as_tensor(np.asarray(bvals, dtype=np.float64)) * b_scale
-    g = torch.as_tensor(np.asarray(bvecs, dtype=np.float64)).reshape(-1, 3)
+    b = torch.tensor(np.asarray(bvals, dtype=np.float64)) * b_scale
+    g = torch.tensor(np.asarray(bvecs, dtype=np.float64)).reshape(-1, 3)
     gx, gy, gz = g[:, 0], g[:, 1], g[:, 2]
     cols = [gx * gx, 2 * gx * gy, gy * gy, 2 * gx * gz, 2 * gy * gz, gz * gz]
     return torch.stack([-b * c for c in cols] + [torch.ones_like(b)], dim=1)
@@ -218,7 +218,7 @@ def fit_tensor_torch(
     Args:
         signal: ``(V, N)`` signal of V voxels over N volumes (any positive unit).
         bvals: ``(N,)`` b-values in s/mm^2.
-        bvecs: ``(N, 3)`` unit directions (zero rows for b0), in the frame ``evecs`` will be in.
+        bvecs: ``(N, 3)`` unit directions (zero rows where a b0 has none), in the frame of ``evecs``.
         min_signal: samples are floored at it before the log (DIPY: 1e-4).
         device: where to compute ("cpu", "cuda", ...); None keeps the signal's device.
         dtype: float32 (fast; b is scaled so it matches DIPY within ~1e-5 in FA) or float64.

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from hcp_cam.errors import ConfigError, InputError
+from hcp_cam.fa_volume import load_fa_with_mask
 from hcp_cam.io import load_nifti, write_json_atomic
 
 __all__ = [
@@ -265,18 +266,14 @@ def cam_single(
         paths.pop("_overlay.png")
     if Path(input_path).resolve() in {p.resolve() for p in paths.values()}:
         raise InputError("an output would overwrite the input; choose another --out prefix", input_path)
-    mask_np = None
-    if mask is not None:
-        mask_np = _check_same_grid(mask, "mask", shape, affine, input_path) > 0
-        if not mask_np.any():
+    if mask is not None and is_dwi:  # on the DWI's grid, before the fit
+        if not (_check_same_grid(mask, "mask", shape, affine, input_path) > 0).any():
             raise InputError("the brain mask is empty (no nonzero voxel)", mask)
     if roi is not None:
         _check_same_grid(roi, "ROI", shape, affine, input_path)
-    fa_path, fa_np = Path(input_path), None
-    if not is_dwi:
-        fa_np = np.asarray(load_nifti(fa_path, ndim=3).dataobj)
-        if mask_np is None and not (fa_np > 0).any():
-            raise InputError("the FA map has no positive voxel: no brain to compute a CAM on", fa_path)
+    fa_path = Path(input_path)
+    if not is_dwi:  # an FA map and its mask: the one loader checks the grids and that there is a brain
+        load_fa_with_mask(fa_path, mask)
 
     with _remove_new_on_error(list(paths.values())), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import (
@@ -33,8 +32,9 @@ from tqdm import tqdm
 
 from hcp_cam.data import make_datalist, write_datalist
 from hcp_cam.errors import ConfigError
-from hcp_cam.fa_maps import compute_fa_file, fa_cache_path
-from hcp_cam.io import load_nifti
+from hcp_cam.fa_cache import fa_for_acquisition
+from hcp_cam.fa_maps import compute_fa_file
+from hcp_cam.fa_volume import load_fa_with_mask
 
 __all__ = ["DEMO", "resolve_dataset_dir", "prepare_data", "PreparedData", "build_transforms"]
 
@@ -130,16 +130,13 @@ class PreparedData:
         )
         out: list[dict] = []
         for e in entries:
-            fa_img = load_nifti(e["fa"], ndim=3)
-            fa = torch.as_tensor(np.asarray(fa_img.dataobj, dtype=np.float32))[None]
-            if e.get("mask_abs"):
-                brain = np.asarray(load_nifti(e["mask_abs"], ndim=3).dataobj) > 0
-                mask = torch.from_numpy(brain)[None].to(torch.uint8)
-            else:  # no brain mask (unprocessed layout): the FA fit left the background at 0
-                mask = (fa > 0).to(torch.uint8)
+            # without a brain mask (unprocessed layout) the brain is FA > 0: the fit left the background at 0
+            vol = load_fa_with_mask(e["fa"], e.get("mask_abs") or None)
+            fa = torch.from_numpy(vol.fa)[None]
+            mask = torch.from_numpy(vol.mask)[None].to(torch.uint8)
             item = {
-                "image": MetaTensor(fa, affine=torch.as_tensor(fa_img.affine)),
-                "mask": MetaTensor(mask, affine=torch.as_tensor(fa_img.affine)),
+                "image": MetaTensor(fa, affine=torch.as_tensor(vol.affine)),
+                "mask": MetaTensor(mask, affine=torch.as_tensor(vol.affine)),
                 "label": int(e["label"]),
                 "subject": str(e["subject"]),
                 "acquisition": str(e["acquisition"]),
@@ -196,12 +193,15 @@ def prepare_data(
     todo = [(s, e) for s in SPLITS for e in datalist[s]]
     entries: dict[str, list[dict]] = {s: [] for s in SPLITS}
     for split, e in tqdm(todo, desc="FA maps", unit="acq", disable=None):
-        fa_path = fa_cache_path(fa_dir, e["subject"], e["acquisition"])
         mask_abs = str(root / e["mask"]) if e.get("mask") else None
-        if not fa_path.is_file():
-            compute_fa_file(
-                root / e["dwi"], root / e["bvals"], root / e["bvecs"], mask_abs, fa_path, backend=fa_backend
-            )
+        dwi, bvals, bvecs = root / e["dwi"], root / e["bvals"], root / e["bvecs"]
+
+        def compute(out: Path, dwi=dwi, bvals=bvals, bvecs=bvecs, mask=mask_abs) -> None:
+            compute_fa_file(dwi, bvals, bvecs, mask, out, backend=fa_backend)
+
+        fa_path, _ = fa_for_acquisition(
+            fa_dir, e["subject"], e["acquisition"], dwi, bvals, bvecs, mask_abs, compute, fa_backend
+        )
         entries[split].append({**e, "fa": str(fa_path), "mask_abs": mask_abs})
     return PreparedData(root, datalist, entries, spatial_dims, int(slices_per_axis), slice_selection)
 
