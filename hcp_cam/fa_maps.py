@@ -132,9 +132,12 @@ def compute_fa_file(
         arr = maps.pop(metric).numpy()  # (C, X, Y, Z)
         data = arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 3, 0)
         images[metric] = nifti_like(data, reference, _DESCRIPTIONS[metric], where=path)
-    with atomic_paths(list(paths.values())) as tmps:  # all the maps, or none of them
-        for img, tmp in zip(images.values(), tmps, strict=True):
-            nib.save(img, str(tmp))
+    try:
+        with atomic_paths(list(paths.values())) as tmps:  # all the maps, or none of them
+            for img, tmp in zip(images.values(), tmps, strict=True):
+                nib.save(img, str(tmp))
+    except OSError as e:  # a full disk, a folder removed meanwhile: nothing was left behind
+        raise InputError(f"cannot write the maps ({e.strerror or e}); none was written", out) from e
     return paths
 
 

@@ -14,7 +14,7 @@ the sign of every direction leaves the tensor unchanged; flipping one axis mirro
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -135,6 +135,40 @@ def _finite_rows(signal: torch.Tensor) -> torch.Tensor:
     return finite
 
 
+def _voxel_gatherer(dwi: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function from C-order voxel numbers ``(V,)`` to their signal ``(V, N)`` (a copy).
+
+    Reads the DWI where it lies, without a copy of the whole: nibabel gives the file's ``(X, Y, Z, N)``
+    in Fortran order (each volume contiguous), a C-ordered ``(X, Y, Z, N)`` array has each voxel's
+    series contiguous; both are gathered with one ``index_select``, any other layout voxel by voxel.
+    """
+    n, nx, ny, nz = dwi.shape
+    by_voxel = dwi.permute(1, 2, 3, 0)
+    if by_voxel.is_contiguous():  # (X, Y, Z, N) C order: rows of a flat view
+        rows = by_voxel.reshape(-1, n)
+        return lambda idx: rows.index_select(0, idx)
+
+    def xyz(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # integer arithmetic, not torch.unravel_index: its argument check imports sympy (~1 s)
+        return idx // (ny * nz), (idx // nz) % ny, idx % nz
+
+    by_volume = dwi.permute(0, 3, 2, 1)
+    if by_volume.is_contiguous():  # (X, Y, Z, N) Fortran order: (N, Z*Y*X) with x fastest
+        cols = by_volume.reshape(n, -1)
+
+        def gather(idx: torch.Tensor) -> torch.Tensor:
+            x, y, z = xyz(idx)
+            return cols.index_select(1, x + nx * (y + ny * z)).T.contiguous()
+
+        return gather
+
+    def gather_any(idx: torch.Tensor) -> torch.Tensor:
+        x, y, z = xyz(idx)
+        return by_voxel[x, y, z]
+
+    return gather_any
+
+
 def _fit_selection(
     dwi: torch.Tensor, mask: torch.Tensor | np.ndarray | None, b0_mask: np.ndarray, name: str | None
 ) -> torch.Tensor:
@@ -223,20 +257,13 @@ def fit_dti_maps(
     spatial = tuple(dwi.shape[1:])
     sel = _fit_selection(dwi, mask, b0_mask, name)
     flat_idx = torch.nonzero(sel.reshape(-1)).squeeze(1)  # (V,) voxel numbers
-    vol = dwi.permute(1, 2, 3, 0)  # a view: gather voxels without copying the whole DWI
-    # an (X, Y, Z, N) file layout: rows of a flat view are gathered fastest
-    rows = vol.reshape(-1, vol.shape[-1]) if vol.is_contiguous() else None
-    xyz = None if rows is not None else torch.stack(torch.unravel_index(flat_idx, spatial))
+    gather = _voxel_gatherer(dwi)
 
     outs = {m: torch.zeros((TENSOR_METRICS[m][0], *spatial), dtype=torch.float32) for m in metrics}
     flat_outs = {m: t.view(t.shape[0], -1) for m, t in outs.items()}
     for start in range(0, flat_idx.shape[0], chunk_size):
         idx = flat_idx[start : start + chunk_size]
-        if rows is not None:
-            signal = rows.index_select(0, idx)  # (V, N), a copy
-        else:
-            sub = xyz[:, start : start + chunk_size]
-            signal = vol[sub[0], sub[1], sub[2]]
+        signal = gather(idx)  # (V, N), a copy
         finite = _finite_rows(signal)
         if not bool(finite.all()):
             signal[~finite] = 0.0
