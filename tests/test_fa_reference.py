@@ -106,21 +106,23 @@ def _codes(path: Path) -> tuple[int, int]:
     return int(h["qform_code"]), int(h["sform_code"])
 
 
-def test_every_output_keeps_the_dwis_qform_and_sform_codes(tmp_path):
-    """qform 'scanner' (1) and sform 'aligned' (2), read from the header fields themselves."""
+@pytest.mark.parametrize("codes", [(1, 2), (4, 3)])
+def test_every_output_keeps_the_dwis_qform_and_sform_codes(codes, tmp_path):
+    """qform 'scanner' (1) with sform 'aligned' (2), as scanners write them, and codes no default would
+    give (4 'mni', 3 'talairach'); read from the header fields themselves."""
     f = write_dwi(tmp_path / "src", affine="oblique", n_per_shell=6, shape=(8, 9, 7))
     root = tmp_path / "data" / "100206" / "T1w" / "Diffusion"
-    dwi = _write(root, f.data, f.affine, 1, 2, "data.nii.gz")
+    dwi = _write(root, f.data, f.affine, *codes, "data.nii.gz")
     write_gradients(root, f.bvals_array, f.bvecs_array, stem=None)
-    _write(root, f.mask_array.astype(np.uint8), f.affine, 1, 2, "nodif_brain_mask.nii.gz")
-    assert _codes(dwi) == (1, 2)
+    _write(root, f.mask_array.astype(np.uint8), f.affine, *codes, "nodif_brain_mask.nii.gz")
+    assert _codes(dwi) == codes
     paths = compute_fa_file(
         dwi, None, None, None, tmp_path / "out" / "s_fa.nii.gz", device="cpu", metrics=("fa", "md", "v1")
     )
     cached = compute_dataset_fa(tmp_path / "data", tmp_path / "cache", device="cpu", progress=False)
     ref = nib.load(str(dwi)).header
     for path in (*paths.values(), *cached):
-        assert _codes(path) == (1, 2), path
+        assert _codes(path) == codes, path
         h = nib.load(str(path)).header
         np.testing.assert_array_equal(h.get_qform(), ref.get_qform())
         np.testing.assert_array_equal(h.get_sform(), ref.get_sform())
