@@ -226,7 +226,8 @@ def fit_dti_maps(
         mask: ``(1, X, Y, Z)`` or ``(X, Y, Z)``, nonzero = fit; None fits every voxel.
         metrics: names from :data:`TENSOR_METRICS`.
         backend: "torch" (batched WLS, CPU or CUDA) or "dipy" (``TensorModel`` WLS, the reference).
-        device: torch device of the "torch" backend.
+        device: torch device of the "torch" backend (on a CPU the fit uses torch's thread count,
+            as a pool of single-threaded tasks; the voxel gathers run on one thread).
         chunk_size: voxels fitted at once; bounds memory to a few ``(chunk_size, N)`` arrays.
         min_signal: samples are floored at it before the log, as DIPY does.
         dtype: compute dtype of the torch backend (float32 matches DIPY to ~1e-6 in FA).
@@ -254,6 +255,23 @@ def fit_dti_maps(
         raise InputError(
             f"DWI must be (N, X, Y, Z) with N = {bvals.shape[0]} volumes, got {tuple(dwi.shape)}", name
         )
+    threads = torch.get_num_threads()
+    # the gathers and scatters are memory-bound: one thread, which no other process can stall;
+    # the fit itself runs on a pool of `threads` single-threaded tasks
+    torch.set_num_threads(1)
+    try:
+        return _fit_maps(
+            dwi, bvals, bvecs, b0_mask, mask, metrics, backend, device, chunk_size, min_signal, dtype,
+            b0_threshold, name, threads,
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_maps(
+    dwi, bvals, bvecs, b0_mask, mask, metrics, backend, device, chunk_size, min_signal, dtype, b0_threshold,
+    name, threads,
+) -> dict[str, torch.Tensor]:  # fmt: skip
     spatial = tuple(dwi.shape[1:])
     sel = _fit_selection(dwi, mask, b0_mask, name)
     flat_idx = torch.nonzero(sel.reshape(-1)).squeeze(1)  # (V,) voxel numbers
@@ -268,7 +286,9 @@ def fit_dti_maps(
         if not bool(finite.all()):
             signal[~finite] = 0.0
         if backend == "torch":
-            evals, evecs = fit_tensor_torch(signal, bvals, bvecs, min_signal, device, dtype, chunk_size)
+            evals, evecs = fit_tensor_torch(
+                signal, bvals, bvecs, min_signal, device, dtype, chunk_size, num_threads=threads
+            )
         else:
             ev, evc = fit_tensor_dipy(signal.double().numpy(), bvals, bvecs, b0_threshold, min_signal)
             evals, evecs = torch.from_numpy(ev), torch.from_numpy(evc)

@@ -212,6 +212,7 @@ def fit_tensor_torch(
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
     chunk_size: int = 200_000,
+    num_threads: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit diffusion tensors to many voxels at once, as DIPY's default WLS fit does.
 
@@ -224,6 +225,8 @@ def fit_tensor_torch(
         dtype: float32 (fast; b is scaled so it matches DIPY within ~1e-5 in FA) or float64.
         chunk_size: voxels per batch (on a GPU; on a CPU the WLS runs on cache-sized blocks of at
             most this many voxels), bounding memory to a few ``(chunk_size, N)`` arrays.
+        num_threads: CPU threads of the fit (a pool of single-threaded tasks); None: torch's own
+            ``get_num_threads()``.
 
     Returns:
         ``(evals, evecs)``: ``(V, 3)`` float64 eigenvalues in mm^2/s, sorted descending and
@@ -276,13 +279,14 @@ def fit_tensor_torch(
     task = block * _CPU_TASK_BLOCKS
     spans = [(s, min(s + task, sig.shape[0])) for s in range(0, sig.shape[0], task)]
     intra_op = torch.get_num_threads()
-    if min(intra_op, len(spans)) <= 1:
+    workers = min(intra_op if num_threads is None else int(num_threads), len(spans))
+    if workers <= 1:
         for start, stop in spans:
             fit_task(start, stop, block)
         return evals_out, evecs_out
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(min(intra_op, len(spans))) as pool:  # torch releases the GIL in its ops
+        with ThreadPoolExecutor(workers) as pool:  # torch releases the GIL in its ops
             list(pool.map(lambda span: fit_task(*span, block), spans))
     finally:
         torch.set_num_threads(intra_op)
