@@ -3,6 +3,9 @@
 Imports torch, numpy and nibabel only: ``hcp-cam fa`` loads no MONAI module. The work is done by
 the functional layer of :mod:`hcp_cam.transforms` (:func:`~hcp_cam.transforms.dwi_io.read_dwi`,
 :func:`~hcp_cam.transforms.tensor_maps.fit_dti_maps`), which the MONAI transforms wrap too.
+torch is imported only once the options and outputs are checked, while the DWI is being read in a
+worker thread (the gzip decoder releases the GIL): a bad input is reported in well under a second,
+and the ~2 CPU-seconds of torch's import overlap the decode.
 
 Every output is checked before the DWI is read (extension, a folder in the way, a folder that
 refuses writes, an output that is one of the inputs); the maps of one call are written under
@@ -15,17 +18,21 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
-import torch
 from tqdm.auto import tqdm
 
 from hcp_cam.errors import ConfigError, InputError
 from hcp_cam.fa_cache import fa_cache_path, fa_for_acquisition
-from hcp_cam.io import atomic_paths, check_not_inputs, check_output_path, nifti_like
+from hcp_cam.io import _fast_gzip_open, atomic_paths, check_not_inputs, check_output_path, nifti_like
+from hcp_cam.transforms.dti_options import check_backend, check_metrics
 from hcp_cam.transforms.dwi_io import read_dwi, resolve_gradient_paths
-from hcp_cam.transforms.tensor_maps import BACKENDS, check_metrics, fit_dti_maps, resolve_device
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["compute_fa_file", "compute_dataset_fa", "fa_cache_path", "metric_paths", "parse_shard"]
 
@@ -60,9 +67,9 @@ def metric_paths(out: PathLike, metrics: Sequence[str]) -> dict[str, Path]:
     return {m: out if m == "fa" else out.with_name(f"{base}_{m}.nii.gz") for m in metrics}
 
 
-def _check_backend(backend: str, device: str | torch.device | None) -> torch.device:
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown tensor-fit backend {backend!r}; choose from {BACKENDS}")
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    from hcp_cam.transforms.tensor_maps import resolve_device  # torch: imported here, not at start-up
+
     return resolve_device(device)
 
 
@@ -99,7 +106,7 @@ def compute_fa_file(
         ConfigError: unknown metric, backend or device.
     """
     metrics = check_metrics(tuple(dict.fromkeys(("fa", *metrics))))
-    dev = _check_backend(backend, device)  # bad options fail before any I/O
+    check_backend(backend)  # bad options and outputs fail before any input is read
     check_output_path(out, "FA output")
     paths = metric_paths(out, metrics)
     for metric, path in paths.items():
@@ -110,7 +117,18 @@ def compute_fa_file(
     inputs = {"DWI": dwi, "mask": mask, "b-values file": bvals_p, "b-vectors file": bvecs_p}
     check_not_inputs(list(paths.values()), inputs)
 
-    vol = read_dwi(dwi, bvals_p, bvecs_p, mask)
+    _fast_gzip_open()  # the decoder's module imported here, not in the worker
+    pool = ThreadPoolExecutor(1, thread_name_prefix="read-dwi")
+    try:
+        reading = pool.submit(read_dwi, dwi, bvals_p, bvecs_p, mask)
+        import torch
+
+        from hcp_cam.transforms.tensor_maps import fit_dti_maps
+
+        dev = _resolve_device(device)
+        vol = reading.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     gtab = vol.gradients
     maps = fit_dti_maps(
         torch.from_numpy(vol.data).permute(3, 0, 1, 2),
@@ -194,7 +212,8 @@ def compute_dataset_fa(
     from hcp_cam.data.discovery import discover_acquisitions
 
     i, n = _check_shard(shard)
-    dev = _check_backend(backend, device)  # bad options fail before the first fit
+    check_backend(backend)
+    dev = _resolve_device(device)  # bad options fail before the first fit
     acquisitions = sorted(discover_acquisitions(dataset_dir), key=lambda a: (a.subject, a.acquisition))
     mine = acquisitions[i::n]
     paths: list[Path] = []

@@ -21,6 +21,7 @@ import torch
 
 from hcp_cam.errors import ConfigError, InputError
 
+from .dti_options import BACKENDS, TENSOR_METRICS, check_backend, check_metrics
 from .tensor_torch import MIN_SIGNAL, fit_tensor_torch, fractional_anisotropy
 
 __all__ = [
@@ -32,26 +33,6 @@ __all__ = [
     "tensor_metrics",
     "fit_dti_maps",
 ]
-
-# metric -> (channels, unit)
-TENSOR_METRICS: dict[str, tuple[int, str]] = {
-    "fa": (1, "1"),
-    "md": (1, "mm^2/s"),
-    "ad": (1, "mm^2/s"),
-    "rd": (1, "mm^2/s"),
-    "v1": (3, "unit vector, voxel axes"),
-    "color_fa": (3, "|v1| * FA"),
-}
-BACKENDS = ("torch", "dipy")
-
-
-def check_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
-    """The metric names as a tuple; raises ConfigError on an unknown or empty choice."""
-    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
-    unknown = [m for m in metrics if m not in TENSOR_METRICS]
-    if unknown or not metrics:
-        raise ConfigError(f"unknown tensor metrics {unknown}; choose from {sorted(TENSOR_METRICS)}")
-    return metrics
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -245,8 +226,7 @@ def fit_dti_maps(
         ConfigError: unknown metric or backend.
     """
     metrics = check_metrics(metrics)
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown tensor-fit backend {backend!r}; choose from {BACKENDS}")
+    check_backend(backend)
     name = None if name is None else os.fspath(name)
     bvals = np.asarray(bvals, dtype=np.float64).reshape(-1)
     bvecs = np.asarray(bvecs, dtype=np.float64).reshape(-1, 3)
