@@ -273,7 +273,7 @@ def read_gradients(
 
     Returns:
         :class:`GradientTable` with ``bvals`` ``(N,)`` as given, ``shells`` ``(N,)``, unit
-        ``bvecs`` ``(N, 3)`` (zero rows for b0) and ``b0_mask`` ``(N,)``.
+        ``bvecs`` ``(N, 3)`` (zero rows only for b0 volumes without a direction) and ``b0_mask`` ``(N,)``.
 
     Raises:
         InputError: a file is missing or unreadable, or fails a check of

@@ -10,9 +10,10 @@ What DIPY does, and what this reproduces (``dipy.reconst.dti.wls_fit_tensor``):
 
 The design matrix uses the b-values and directions as given (a b=5 volume counts with its
 direction, as in DIPY; :func:`~hcp_cam.transforms.gradients.read_gradients` zeroes only missing
-ones). Here ``b`` is scaled to ms/um^2 (``b_scale=1e-3``) so that float32 keeps DIPY's accuracy, the weights are
-divided by each voxel's largest weight (WLS does not change; float32 does not overflow), and the
-weighted pass solves for the correction to the OLS estimate, whose size is that of the residuals.
+ones). Here ``b`` is scaled to ms/um^2 (``b_scale=1e-3``) so that float32 keeps DIPY's accuracy,
+the weights are divided by each voxel's largest weight (WLS does not change; float32 does not
+overflow), and the weighted pass solves for the correction to the OLS estimate, whose size is that
+of the residuals.
 ``X^T W X`` for a whole block is one matrix product over the 28 distinct entries; the 7x7
 systems are solved by batched Cholesky in float64; the 3x3 eigen-decomposition is in closed form
 (:func:`eigh_sym3`). On a CPU the ``(voxels, N)`` work runs in place on cache-sized blocks.
