@@ -135,7 +135,7 @@ def compute_fa_file(
         gtab.bvals,
         gtab.bvecs,
         gtab.b0_mask,
-        mask=torch.from_numpy(vol.mask),
+        mask=None if vol.mask_path is None else torch.from_numpy(vol.mask),
         metrics=metrics,
         backend=backend,
         device=dev,
