@@ -33,6 +33,7 @@ from hcp_cam.cam.nifti import normalise01, write_cam_nifti
 from hcp_cam.cam.sanity import randomisation_check_volume
 from hcp_cam.cam.volume import COVERAGE_MODES, cam_volume
 from hcp_cam.errors import ConfigError, InputError
+from hcp_cam.fa_volume import load_fa_with_mask
 from hcp_cam.io import atomic_path, load_nifti, write_json_atomic
 from hcp_cam.transforms.slicing import trained_slices
 
@@ -104,20 +105,10 @@ def cam_for_volume(
     Raises:
         InputError: unreadable FA/mask, mask grid differs from the FA, empty mask.
     """
-    fa_img = load_nifti(fa_path, ndim=3)
-    fa_np = np.asarray(fa_img.dataobj, dtype=np.float32)
-    affine = torch.as_tensor(fa_img.affine)
+    vol = load_fa_with_mask(fa_path, mask_path)
+    fa_img, fa_np, mask_np = vol.image, vol.fa, vol.mask
+    affine = torch.as_tensor(vol.affine)
     fa = MetaTensor(torch.from_numpy(fa_np)[None], affine=affine, meta={"filename_or_obj": str(fa_path)})
-    if mask_path is not None:
-        mask_np = np.asarray(load_nifti(mask_path, ndim=3).dataobj) > 0
-        if mask_np.shape != fa_np.shape:
-            raise InputError(
-                f"mask grid {mask_np.shape} differs from the FA grid {fa_np.shape} of {fa_path}", mask_path
-            )
-    else:
-        mask_np = fa_np > 0
-    if not mask_np.any():
-        raise InputError("the brain mask is empty", mask_path or fa_path)
     mask = torch.from_numpy(mask_np.astype(np.uint8))[None]
     roi = None
     if roi_path is not None:

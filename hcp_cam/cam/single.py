@@ -27,6 +27,7 @@ import torch
 
 from hcp_cam.data.fa_checks import check_fa_values
 from hcp_cam.errors import ConfigError, InputError
+from hcp_cam.fa_volume import load_fa_with_mask
 from hcp_cam.io import load_nifti, write_json_atomic
 from hcp_cam.output_sets import check_outputs, staged_outputs
 
@@ -320,18 +321,20 @@ def cam_single(
         paths.pop("_overlay.png")
     if Path(input_path).resolve() in {p.resolve() for p in paths.values()}:
         raise InputError("an output would overwrite the input; choose another --out prefix", input_path)
-    mask_np = None
-    if mask is not None:
-        mask_np = _check_same_grid(mask, "mask", shape, affine, input_path) > 0
-        if not mask_np.any():
+    if mask is not None and is_dwi:  # on the DWI's grid, before the fit
+        if not (_check_same_grid(mask, "mask", shape, affine, input_path) > 0).any():
             raise InputError("the brain mask is empty (no nonzero voxel)", mask)
     if roi is not None:
         _check_same_grid(roi, "ROI", shape, affine, input_path)
-    fa_path, fa_np = Path(input_path), None
+    fa_path = Path(input_path)
     if not is_dwi:
-        fa_np = np.asarray(load_nifti(fa_path, ndim=3).dataobj)
-        # a b0 or a mask given as FA would get a confident answer: refuse what is clearly not FA
-        for line in check_fa_values(fa_np, fa_path, mask_np, what="input FA map").warnings:
+        # the one loader checks the mask's grid and that there is a brain; then a b0 or a mask given as
+        # FA, which would get a confident answer, is refused
+        vol = load_fa_with_mask(fa_path, mask)
+        checked = check_fa_values(
+            vol.fa, fa_path, vol.mask if mask is not None else None, what="input FA map"
+        )
+        for line in checked.warnings:
             logger.warning("%s", line)
 
     check_outputs(paths.values())

@@ -14,11 +14,13 @@ from pathlib import Path
 
 from hcp_cam.data.layouts import DATASET_LAYOUTS
 from hcp_cam.errors import ConfigError
+from hcp_cam.transforms.dti_options import BACKENDS
+from hcp_cam.transforms.dti_options import TENSOR_METRICS as _METRICS
 
-# the choices of hcp_cam.transforms.tensor_fit, written out so that `hcp-cam --help` imports no torch or
-# MONAI (tests/test_cli_startup.py checks they match)
-BACKENDS = ("torch", "dipy")
-TENSOR_METRICS = ("fa", "md", "ad", "rd", "v1", "color_fa")
+__all__ = ["register", "run", "BACKENDS", "TENSOR_METRICS"]
+
+# from a module without torch: `hcp-cam --help` imports no torch or MONAI (tests/test_cli_startup.py)
+TENSOR_METRICS = tuple(_METRICS)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bvals", help="FSL b-values; default <stem>.bval or bvals beside the DWI")
     p.add_argument("--bvecs", help="FSL directions (3 x N or N x 3); default <stem>.bvec or bvecs")
     p.add_argument("--mask", help="3D brain mask on the DWI grid (default: every voxel)")
-    p.add_argument("--out", help="FA output .nii.gz; other metrics go to <stem>_<metric>.nii.gz")
+    p.add_argument(
+        "--out", help="FA output .nii.gz or .nii; other metrics go to <stem>_<metric>.nii.gz (all or none)"
+    )
     p.add_argument("--dataset-dir", help="dataset root (HCP, BIDS, QSIPrep): FA of every acquisition")
     p.add_argument(
         "--layout",

@@ -1,26 +1,32 @@
 """Datasets: discovery of HCP, BIDS, QSIPrep and FA-map layouts, the participants table and its age
 groups, subject-level splits and the MONAI datalist that ties them together (see docs/data.md)."""
 
-from hcp_cam.data.cache import user_cache_dir
-from hcp_cam.data.datalist import (
-    PATH_KEYS,
-    find_participants,
-    load_datalist,
-    make_datalist,
-    split_summary,
-    write_datalist,
-)
-from hcp_cam.data.discovery import LAYOUTS, Acquisition, discover_acquisitions
-from hcp_cam.data.layouts import DATASET_LAYOUTS, find_acquisitions
-from hcp_cam.data.participants import (
-    DEFAULT_GROUPS,
-    AgeGroups,
-    match_participants,
-    parse_age,
-    parse_groups,
-    read_participants,
-)
-from hcp_cam.data.splits import SPLITS, kfold_subjects, split_subjects
+from hcp_cam.lazy import lazy_exports
+
+# public name -> the submodule that defines it (loaded on first use: `hcp-cam fa` needs no pandas)
+_NAMES = {
+    "user_cache_dir": "cache",
+    "PATH_KEYS": "datalist",
+    "find_participants": "datalist",
+    "load_datalist": "datalist",
+    "make_datalist": "datalist",
+    "split_summary": "datalist",
+    "write_datalist": "datalist",
+    "LAYOUTS": "discovery",
+    "Acquisition": "discovery",
+    "discover_acquisitions": "discovery",
+    "DATASET_LAYOUTS": "layouts",
+    "find_acquisitions": "layouts",
+    "DEFAULT_GROUPS": "participants",
+    "AgeGroups": "participants",
+    "match_participants": "participants",
+    "parse_age": "participants",
+    "parse_groups": "participants",
+    "read_participants": "participants",
+    "SPLITS": "splits",
+    "kfold_subjects": "splits",
+    "split_subjects": "splits",
+}
 
 __all__ = [
     "Acquisition",
@@ -45,3 +51,5 @@ __all__ = [
     "user_cache_dir",
     "write_datalist",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _NAMES)

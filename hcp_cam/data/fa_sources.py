@@ -2,7 +2,8 @@
 
 - a given FA map (layout ``fa``) is used as it is, with its mask if one is given;
 - otherwise FA is fitted once into the cache, ``<fa_dir>/<subject>/<acquisition>_fa.nii.gz``
-  (:func:`hcp_cam.fa_maps.compute_fa_file`), inside the dataset's mask;
+  (:func:`hcp_cam.fa_maps.compute_fa_file`), inside the dataset's mask, and reused while its entry is
+  valid (:func:`hcp_cam.fa_cache.fa_for_acquisition`: stamp of the sources, grid, readable);
 - an acquisition without a mask whose layout has none (raw BIDS: ``compute_mask``) first gets
   one from its mean b0, ``<fa_dir>/<subject>/<acquisition>_mask.nii.gz`` beside the FA
   (:func:`hcp_cam.data.brain_mask.compute_brain_mask`), and the FA is fitted inside it.
@@ -63,6 +64,7 @@ def acquisition_maps(
         InputError: from the mask or the fit (nothing is left under the final names).
     """
     from hcp_cam.data.brain_mask import compute_brain_mask
+    from hcp_cam.fa_cache import fa_for_acquisition
     from hcp_cam.fa_maps import compute_fa_file, fa_cache_path
 
     if acq.fa is not None:
@@ -75,7 +77,14 @@ def acquisition_maps(
         if not mask.is_file():
             compute_brain_mask(acq.dwi, acq.bvals, mask)
             how = "computed"
-    if not fa_path.is_file():
-        compute_fa_file(acq.dwi, acq.bvals, acq.bvecs, mask, fa_path, backend=backend, device=device)
+
+    def compute(out: Path) -> None:
+        compute_fa_file(acq.dwi, acq.bvals, acq.bvecs, mask, out, backend=backend, device=device)
+
+    # reused only when the entry loads, lies on the DWI's grid and its stamp matches the sources
+    fa_path, fresh = fa_for_acquisition(
+        fa_dir, acq.subject, acq.acquisition, acq.dwi, acq.bvals, acq.bvecs, mask, compute, backend
+    )
+    if fresh:
         how = "computed"
     return fa_path, mask, how

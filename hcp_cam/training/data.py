@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from monai.data import MetaTensor
 from tqdm import tqdm
@@ -24,7 +23,7 @@ from tqdm import tqdm
 from hcp_cam.data import make_datalist, write_datalist
 from hcp_cam.data.fa_sources import acquisition_maps, entry_acquisition
 from hcp_cam.errors import ConfigError
-from hcp_cam.io import load_nifti
+from hcp_cam.fa_volume import load_fa_with_mask
 
 if TYPE_CHECKING:
     from hcp_cam.transforms.preprocessing import PreprocessingParams
@@ -130,16 +129,13 @@ class PreparedData:
         )
         out: list[dict] = []
         for e in entries:
-            fa_img = load_nifti(e["fa"], ndim=3)
-            fa = torch.as_tensor(np.asarray(fa_img.dataobj, dtype=np.float32))[None]
-            if e.get("mask_abs"):
-                brain = np.asarray(load_nifti(e["mask_abs"], ndim=3).dataobj) > 0
-                mask = torch.from_numpy(brain)[None].to(torch.uint8)
-            else:  # no brain mask (unprocessed layout): the FA fit left the background at 0
-                mask = (fa > 0).to(torch.uint8)
+            # without a brain mask (unprocessed layout) the brain is FA > 0: the fit left the background at 0
+            vol = load_fa_with_mask(e["fa"], e.get("mask_abs") or None)
+            fa = torch.from_numpy(vol.fa)[None]
+            mask = torch.from_numpy(vol.mask)[None].to(torch.uint8)
             item = {
-                "image": MetaTensor(fa, affine=torch.as_tensor(fa_img.affine)),
-                "mask": MetaTensor(mask, affine=torch.as_tensor(fa_img.affine)),
+                "image": MetaTensor(fa, affine=torch.as_tensor(vol.affine)),
+                "mask": MetaTensor(mask, affine=torch.as_tensor(vol.affine)),
                 "label": int(e["label"]),
                 "subject": str(e["subject"]),
                 "acquisition": str(e["acquisition"]),
