@@ -265,7 +265,10 @@ def _fast_gzip_open() -> Callable[..., Any] | None:
     """``open`` of the fastest installed gzip decoder (ISA-L, then zlib-ng), or None.
 
     Both decode a DWI ``.nii.gz`` ~1.4x faster than the standard library's zlib
-    (docs/performance.md); ``pip install "hcp-cam[fast-gzip]"`` installs ``isal``.
+    (docs/performance.md). ``isal`` is a dependency of hcp-cam (a wheel on every platform PyPI
+    serves); ``zlib-ng`` is taken when installed. This is the project's equivalent of MONAI's
+    ``optional_import``, which ``hcp-cam fa`` cannot use without importing MONAI: an optional module
+    is tried by name and its absence falls back to the standard library, never an error.
     """
     for module in ("isal.igzip", "zlib_ng.gzip_ng"):
         try:
