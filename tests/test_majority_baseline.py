@@ -12,6 +12,7 @@ import torch.nn as nn
 from monai.data import DataLoader, Dataset
 from monai.engines import SupervisedEvaluator
 
+from hcp_cam.reports.handlers import TestReportHandler
 from hcp_cam.training import handlers
 from hcp_cam.training.metrics import subject_and_slice_metrics
 
@@ -60,7 +61,7 @@ def test_evaluator_handlers_report_the_subject_majority_baseline(tmp_path):
         device=torch.device("cpu"), val_data_loader=loader, network=_ByFirstPixel()
     )
     handlers.SubjectMetricsHandler(prefix="val_").attach(evaluator)
-    handlers.TestReportHandler(tmp_path, ["young", "old"]).attach(evaluator)
+    TestReportHandler(tmp_path, ["young", "old"]).attach(evaluator)
     evaluator.run()
     assert evaluator.state.metrics["val_n_slices"] == 16 and evaluator.state.metrics["val_n_subjects"] == 3
     assert evaluator.state.metrics["val_majority_baseline"] == pytest.approx(2 / 3)
