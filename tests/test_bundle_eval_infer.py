@@ -164,3 +164,17 @@ def test_data_randomisation_against_a_run_on_permuted_labels(inferred, tiny_data
     assert check["n_acquisitions"] == len(_test_subjects(out))
     assert -1.0 <= check["spearman"]["mean"] <= 1.0 and isinstance(check["passed"], bool)
     assert {p["subject"] for p in check["per_acquisition"]} == _test_subjects(out)
+
+
+def test_evaluate_and_inference_end_with_the_run_report(evaluated, inferred):
+    """Both runs write ``report.html`` at their end; after inference it holds the CAM viewer of every
+    test subject (evaluating ran first, so inference rewrote the page with what exists then)."""
+    for _, proc in (evaluated, inferred):
+        assert proc.returncode == 0, output_of(proc)[-4000:]
+    out = inferred[0]
+    page = (out / "report.html").read_text()
+    metrics = json.loads((out / "metrics" / "test_metrics.json").read_text())
+    assert f"{metrics['subject_accuracy']:.3f}" in page
+    for subject in _test_subjects(out):
+        assert subject in page
+    assert "report.html" in output_of(inferred[1])

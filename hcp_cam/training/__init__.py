@@ -5,12 +5,9 @@ Submodules and names load on first use (PEP 562), so that ``hcp_cam.training.met
 used by the reports and the command line) does not pull in MONAI and ignite.
 """
 
-from __future__ import annotations
+from hcp_cam.lazy import lazy_exports
 
-import importlib
-from typing import Any
-
-_SUBMODULES = ("checkpoints", "data", "device_pipeline", "handlers", "metrics", "run_setup")
+_SUBMODULES = ("batch_check", "checkpoints", "data", "device", "handlers", "metrics", "run_setup")
 _NAMES = {
     "AtomicCheckpointSaver": "checkpoints",
     "attach_resume": "checkpoints",
@@ -29,13 +26,4 @@ _NAMES = {
 __all__ = [*_SUBMODULES, *_NAMES]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    if name in _NAMES:
-        return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _NAMES, _SUBMODULES)
