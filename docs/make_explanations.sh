@@ -9,8 +9,8 @@ set -euo pipefail
 archs=("$@")
 [ ${#archs[@]} -gt 0 ] || archs=(alexnet)
 folds=3
-root=${RESULTS_DIR:-bundles/cam_dmri/runs/results}
-permuted=${PERMUTED_DIR:-bundles/cam_dmri/runs/results_permuted}
+root=${RESULTS_DIR:-runs/results}
+permuted=${PERMUTED_DIR:-runs/results_permuted}
 train=bundles/cam_dmri/configs/train.json
 evaluate="['$train','bundles/cam_dmri/configs/evaluate.json']"
 infer="['$train','bundles/cam_dmri/configs/inference.json']"

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hcp_cam.reports.compare import SUMMARY_COLUMNS, compare_runs, read_run
+from hcp_cam.reports.explanation_sections import compare_explanation_sections
 from hcp_cam.reports.html import Section, check_output_path, figure, notes, render_page, table, write_page
 from hcp_cam.reports.run_folder import read_json
 from hcp_cam.reports.sections import provenance_section
@@ -62,7 +63,7 @@ def write_compare_report(
         "majority baseline",
     ]
     body += table([*run_headers, "test subjects", "CAM pointing game"], per_run, caption="Every run")
-    sections = [Section("comparison", "Networks compared", body)]
+    sections = [Section("comparison", "Networks compared", body), *compare_explanation_sections(run_dirs)]
     configs = {}
     for i, d in enumerate(run_dirs):
         d = Path(d)

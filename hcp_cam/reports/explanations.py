@@ -29,7 +29,14 @@ from hcp_cam.cam.repeatability import TOP_FRACTION, pairwise_agreement, run_cam_
 from hcp_cam.io import atomic_path
 from hcp_cam.reports.compare import read_run
 
-__all__ = ["faithfulness_table", "repeatability_table", "format_table_markdown", "write_table"]
+__all__ = [
+    "mapped_group",
+    "faithfulness_by_map",
+    "faithfulness_table",
+    "repeatability_table",
+    "format_table_markdown",
+    "write_table",
+]
 
 _MAP_ORDER = ("cam", "gradcam", "gradcampp", "random", "fa")
 
@@ -37,6 +44,48 @@ _MAP_ORDER = ("cam", "gradcam", "gradcampp", "random", "fa")
 def _run_ids(run_dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
     runs = [read_run(d) for d in run_dirs]
     return pd.DataFrame([{k: r[k] for k in ("run_dir", "arch", "fold", "seed")} for r in runs])
+
+
+def mapped_group(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a ``faithfulness.csv`` table whose subject belongs to the group the map is for
+    (``group == class``; the map "old minus young" is for the old)."""
+    mapped = table["class"].astype(str).str.split(" minus ").str[0]
+    return table[table["group"].astype(str) == mapped]
+
+
+def _below_random(wide: pd.DataFrame, name: str) -> str:
+    """``"k/n"``: of the ``n`` acquisitions with both maps, those whose ``name`` deletion area is below the random map's."""
+    if "random" not in wide or name not in wide or name == "random":
+        return ""
+    pair = wide[[name, "random"]].dropna()
+    return f"{int((pair[name] < pair['random']).sum())}/{len(pair)}"
+
+
+def faithfulness_by_map(table: pd.DataFrame) -> pd.DataFrame:
+    """One run's ``faithfulness.csv`` summarised per map over the acquisitions of the mapped group.
+
+    Returns:
+        columns ``map``, ``n_acquisitions``, ``deletion_auc``, ``insertion_auc`` (means) and
+        ``below_random`` (``"k/n"``, empty for the random map itself), maps in :data:`MAPS` order.
+    """
+    t = mapped_group(table)
+    wide = t.pivot_table(index=["subject", "acquisition"], columns="map", values="deletion_auc")
+    names = [m for m in _MAP_ORDER if m in set(t["map"])] + sorted(set(t["map"]) - set(_MAP_ORDER))
+    rows = []
+    for name in names:
+        sub = t[t["map"] == name]
+        rows.append(
+            {
+                "map": name,
+                "n_acquisitions": len(sub),
+                "deletion_auc": float(sub["deletion_auc"].mean()),
+                "insertion_auc": float(sub["insertion_auc"].mean()),
+                "below_random": _below_random(wide, name),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["map", "n_acquisitions", "deletion_auc", "insertion_auc", "below_random"]
+    )
 
 
 def faithfulness_table(run_dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
@@ -56,9 +105,7 @@ def faithfulness_table(run_dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
         path = Path(run.run_dir) / "cam" / "faithfulness.csv"
         if not path.is_file():
             continue
-        t = pd.read_csv(path, dtype={"subject": str, "acquisition": str})
-        mapped = t["class"].astype(str).str.split(" minus ").str[0]  # "old minus young" is for the old
-        t = t[t["group"].astype(str) == mapped]
+        t = mapped_group(pd.read_csv(path, dtype={"subject": str, "acquisition": str}))
         t = t.assign(arch=run.arch, run_dir=run.run_dir)
         rows.append(t)
     if not rows:
@@ -77,12 +124,7 @@ def faithfulness_table(run_dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
             for col in ("deletion_auc", "insertion_auc"):
                 row[f"{col}_mean"] = float(per_fold[col].mean())
                 row[f"{col}_std"] = float(per_fold[col].std(ddof=1)) if len(per_fold) > 1 else math.nan
-            w = wide.loc[arch] if arch in wide.index.get_level_values(0) else None
-            if w is not None and "random" in w and name in w and name != "random":
-                pair = w[[name, "random"]].dropna()
-                row["below_random"] = f"{int((pair[name] < pair['random']).sum())}/{len(pair)}"
-            else:
-                row["below_random"] = ""
+            row["below_random"] = _below_random(wide.loc[arch], name)
             out.append(row)
     return pd.DataFrame(out)
 

@@ -4,8 +4,9 @@ Sections: summary (data set, layout, subjects per group and split, network, sett
 missing files), training curves, test metrics at subject and slice level beside the majority
 baseline, ROC / PR / confusion matrix, the test subjects (prediction, probability, CAM box,
 localization against the ground truth when known, the figure), the interactive viewer (FA with the
-CAM, its box and the ground-truth region per test subject), the randomisation check, group maps
-when the run folder holds a group output (``RUN/group/``), and provenance.
+CAM, its box and the ground-truth region per test subject), the randomisation check, the maps'
+faithfulness and data randomisation (when the inference wrote them), group maps when the run folder
+holds a group output (``RUN/group/``), and provenance.
 
 From Python, at the end of the bundle's ``evaluating`` or ``inference``::
 
@@ -23,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from hcp_cam.reports.explanation_sections import faithfulness_section
 from hcp_cam.reports.html import (
     Section,
     check_output_path,
@@ -335,6 +337,9 @@ def run_report_html(
         Section("viewer", "Viewer: CAM over FA", viewer_body),
         randomisation_section(run),
     ]
+    faithfulness = faithfulness_section(run.path)
+    if faithfulness is not None:
+        sections.append(faithfulness)
     group_dir = run.path / "group"
     g_scenes: list = []
     if group_dir.is_dir():
