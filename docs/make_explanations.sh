@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Re-makes the explanation checks in docs/results.md: per network and fold, the faithfulness of the
 # maps (deletion/insertion), the data-randomisation test against the same configuration trained on
-# permuted labels, and the repeatability of each subject's maps across folds (hcp-cam compare).
-# Usage: [RESULTS_DIR=...] [PERMUTED_DIR=...] [RESULTS_TABLE=docs/results_table_explanations] \
-#        bash docs/make_explanations.sh [ARCH...]        (default: alexnet; from the repository root, in the venv)
-# Reuses the runs of docs/make_results.sh where they exist (trains and evaluates them otherwise).
+# permuted labels (on the folds in PERMUTED_FOLDS: it trains a second network), and the
+# repeatability of each subject's maps across folds (hcp-cam compare).
+# Usage: [RESULTS_DIR=runs/results] [PERMUTED_DIR=runs/results_permuted] [PERMUTED_FOLDS="0"] \
+#        [RESULTS_TABLE=docs/results_table_explanations] bash docs/make_explanations.sh [ARCH...]
+#        (default: alexnet; from the repository root, in the venv)
+# Reuses the runs of docs/make_results.sh where they exist (trains and evaluates them otherwise), and
+# skips a step whose outputs are there already.
 set -euo pipefail
 archs=("$@")
 [ ${#archs[@]} -gt 0 ] || archs=(alexnet)
 folds=3
 root=${RESULTS_DIR:-runs/results}
 permuted=${PERMUTED_DIR:-runs/results_permuted}
+permuted_folds=" ${PERMUTED_FOLDS:-0} "
 train=bundles/cam_dmri/configs/train.json
 evaluate="['$train','bundles/cam_dmri/configs/evaluate.json']"
 infer="['$train','bundles/cam_dmri/configs/inference.json']"
@@ -26,14 +30,22 @@ for arch in "${archs[@]}"; do
       python -m monai.bundle run training --config_file "$train" "${common[@]}" --output_dir "$real"
       python -m monai.bundle run evaluating --config_file "$evaluate" "${common[@]}" --output_dir "$real"
     fi
-    # the data-randomisation network: same split and settings, labels permuted across training/validation subjects
-    python -m monai.bundle run training --config_file "$train" "${common[@]}" --output_dir "$perm" --label_permutation_seed 1
-    python -m monai.bundle run evaluating --config_file "$evaluate" "${common[@]}" --output_dir "$perm" --label_permutation_seed 1
-    python -m monai.bundle run inference --config_file "$infer" "${common[@]}" --output_dir "$perm" --label_permutation_seed 1 \
-        --cam_faithfulness false --cam_randomisation_check false
+    randomised=()
+    if [[ "$permuted_folds" == *" $fold "* ]]; then
+      # the data-randomisation network: same split and settings, labels permuted across training/validation subjects
+      if [ ! -f "$perm/cam/summary.csv" ]; then
+        python -m monai.bundle run training --config_file "$train" "${common[@]}" --output_dir "$perm" --label_permutation_seed 1
+        python -m monai.bundle run evaluating --config_file "$evaluate" "${common[@]}" --output_dir "$perm" --label_permutation_seed 1
+        python -m monai.bundle run inference --config_file "$infer" "${common[@]}" --output_dir "$perm" --label_permutation_seed 1 \
+            --cam_faithfulness false --cam_randomisation_check false
+      fi
+      randomised=(--data_randomisation_run "$perm")
+    fi
     # every subject mapped (repeatability across folds), faithfulness on the test subjects, data randomisation
-    python -m monai.bundle run inference --config_file "$infer" "${common[@]}" --output_dir "$real" \
-        --cam_split all --data_randomisation_run "$perm"
+    if [ ! -f "$real/cam/faithfulness.csv" ] || { [ ${#randomised[@]} -gt 0 ] && [ ! -f "$real/cam/data_randomisation.json" ]; }; then
+      python -m monai.bundle run inference --config_file "$infer" "${common[@]}" --output_dir "$real" \
+          --cam_split all "${randomised[@]}"
+    fi
     runs+=("$real")
   done
 done
