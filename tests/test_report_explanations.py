@@ -35,9 +35,14 @@ def runs(completed_run, tmp_path_factory):
     for path in sorted((b / "cam").glob("*/*_cam.nii.gz")):
         img = nib.load(path)
         nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[::-1].copy(), img.affine, img.header), path)
-    faith = pd.read_csv(b / "cam" / "faithfulness.csv", dtype={"subject": str})
-    faith.loc[faith["map"] == "cam", "deletion_auc"] -= 0.1
-    faith.to_csv(b / "cam" / "faithfulness.csv", index=False)
+    for run, shift in ((a, 0.0), (b, -0.1)):
+        # the tiny network's areas barely differ between subjects: the young subjects' CAM areas are set
+        # apart (they must not enter the means of the map of "old")
+        faith = pd.read_csv(run / "cam" / "faithfulness.csv", dtype={"subject": str})
+        cam = faith["map"] == "cam"
+        faith.loc[cam, "deletion_auc"] += shift
+        faith.loc[cam & (faith["group"] != faith["class"]), "deletion_auc"] = 0.95
+        faith.to_csv(run / "cam" / "faithfulness.csv", index=False)
     data_randomisation_check(a, b)
     return a, b
 
