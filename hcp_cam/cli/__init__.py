@@ -18,7 +18,7 @@ from hcp_cam import __version__
 from hcp_cam.errors import HcpCamError
 
 # sub-command modules, in the order `hcp-cam --help` lists them
-_COMMANDS = ("synth", "datalist", "fa", "compare", "cam", "figures")
+_COMMANDS = ("synth", "datalist", "fa", "compare", "cam", "figures", "group")
 
 
 def build_parser() -> argparse.ArgumentParser:

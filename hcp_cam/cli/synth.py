@@ -5,6 +5,7 @@ Example::
     hcp-cam synth data/demo --subjects 16 --seed 0
     hcp-cam synth data/raw --subjects 4 --layout unprocessed --runs 3
     hcp-cam synth data/bench --subjects 1 --hcp-size      # 145x174x145 at 1.25 mm, 18 b0 + 3x90
+    hcp-cam synth data/moved --subjects 24 --misalign    # heads rotated/shifted; template and atlas
 """
 
 from __future__ import annotations
@@ -90,6 +91,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--hcp-size", action="store_true", help="HCP-size data: 145x174x145, 1.25 mm, 18 b0 + 3x90"
     )
     p.add_argument(
+        "--misalign",
+        action="store_true",
+        help="rotate and shift each head inside its grid (true transforms in the ground truth; implies --atlas)",
+    )
+    p.add_argument(
+        "--max-rotation", type=float, default=10.0, metavar="DEG", help="largest misalignment rotation (default 10)"
+    )
+    p.add_argument(
+        "--max-shift", type=float, default=6.0, metavar="MM", help="largest misalignment shift (default 6)"
+    )
+    p.add_argument(
+        "--atlas",
+        action="store_true",
+        help="also write the average brain's FA template and a label atlas (derivatives/ground_truth)",
+    )
+    p.add_argument(
         "--overwrite", action="store_true", help="write into a non-empty folder that is no synth output"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -118,6 +135,10 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
         "jitter": args.jitter,
         "overwrite": args.overwrite,
         "progress": not args.no_progress,
+        "misalign": args.misalign,
+        "max_rotation_deg": args.max_rotation,
+        "max_shift_mm": args.max_shift,
+        "atlas": True if (args.atlas or args.misalign) else None,
     }
 
 

@@ -1,0 +1,472 @@
+"""``run_group_analysis``: runs -> common space -> group maps, permutation tests, tables, figure.
+
+Outputs under ``OUT`` (NIfTIs on the template's grid and affine, sform and qform set; NaN where a
+value is unknown or was not tested)::
+
+    template.nii.gz, template.json            the template (given, or built from the cohort)
+    transforms/<key>_affine.tfm, <key>.json   each acquisition's registration (cache, reused)
+    subjects/<key>_fa.nii.gz, _cam.nii.gz     every acquisition's FA and CAM in template space
+    group_<group>_mean_cam.nii.gz, _mean_fa.nii.gz
+    group_difference_cam.nii.gz, _t.nii.gz, _p.nii.gz   last group minus first; t; FWE p
+    group_difference_fa.nii.gz, _t.nii.gz, _p.nii.gz
+    clusters.csv, regions.csv (with an atlas), registration_qc.csv, group_overview.png, group.json
+
+The outputs other than the caches are written to a staging folder inside ``OUT`` and moved into
+place at the end: a failed call leaves the previous outputs (or none), never a mix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from hcp_cam.errors import ConfigError, InputError
+from hcp_cam.group.atlas import Atlas, load_atlas
+from hcp_cam.group.images import check_rigid_affine, file_digest, to_sitk
+from hcp_cam.group.permutation import permutation_test
+from hcp_cam.group.registration import RegistrationSettings, cached_registration
+from hcp_cam.group.runs import Cohort, collect_cohort
+from hcp_cam.group.tables import cluster_table, region_table
+from hcp_cam.group.template import build_template, load_template, template_mask
+from hcp_cam.group.warping import resample
+from hcp_cam.io import atomic_path, load_nifti, save_nifti_like, write_json_atomic
+
+__all__ = ["GroupResult", "parse_shard", "run_group_analysis", "array_digest"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class GroupResult:
+    """What :func:`run_group_analysis` did.
+
+    Attributes:
+        out_dir: the output folder.
+        files: the outputs written (relative to ``out_dir``), caches included.
+        qc: ``registration_qc.csv`` as a table (the shard's acquisitions only, with ``shard``).
+        regions: ``regions.csv`` (``None`` without an atlas, or for a shard).
+        clusters: ``clusters.csv`` (``None`` for a shard).
+        summary: ``group.json``'s content.
+    """
+
+    out_dir: Path
+    files: list[str]
+    qc: pd.DataFrame
+    regions: pd.DataFrame | None = None
+    clusters: pd.DataFrame | None = None
+    summary: dict = dataclasses.field(default_factory=dict)
+
+
+def parse_shard(text: str | Sequence[int] | None) -> tuple[int, int] | None:
+    """``"i/n"`` (or ``(i, n)``) -> ``(i, n)`` with ``0 <= i < n``; ``None`` stays ``None``.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    if text is None:
+        return None
+    try:
+        i, n = (int(v) for v in (text.split("/") if isinstance(text, str) else text))
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"shard must look like i/n (e.g. 0/4), got {text!r}") from e
+    if not 0 <= i < n:
+        raise ConfigError(f"shard i/n needs 0 <= i < n, got {i}/{n}")
+    return i, n
+
+
+def array_digest(data: np.ndarray, affine: np.ndarray) -> str:
+    """SHA-256 of an image's float32 voxels and its affine: what a cached transform was made against."""
+    h = hashlib.sha256(np.ascontiguousarray(data, dtype=np.float32).tobytes())
+    h.update(np.ascontiguousarray(affine, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def _check_options(permutations: int, alpha: float, qc_threshold: float, min_coverage: float) -> None:
+    if int(permutations) < 1:
+        raise ConfigError(f"permutations must be >= 1, got {permutations}")
+    if not 0 < float(alpha) < 1:
+        raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
+    if not -1 <= float(qc_threshold) <= 1:
+        raise ConfigError(f"qc_threshold is a correlation, in [-1, 1]; got {qc_threshold}")
+    if not 0 < float(min_coverage) <= 1:
+        raise ConfigError(f"min_coverage must be in (0, 1], got {min_coverage}")
+
+
+def _subject_groups(cohort: Cohort, shuffle: int | None) -> dict[str, str]:
+    groups = cohort.group_of()
+    unknown = sorted({g for g in groups.values() if g not in cohort.labels})
+    if unknown:
+        raise InputError(f"groups {unknown} are not in the runs' grouping rule {cohort.labels}")
+    if shuffle is not None:  # a negative control: the same maps, group labels permuted across subjects
+        subjects = sorted(groups)
+        shuffled = np.random.default_rng(int(shuffle)).permutation([groups[s] for s in subjects])
+        groups = dict(zip(subjects, (str(g) for g in shuffled), strict=True))
+        logger.warning("group labels shuffled across subjects (seed %d): a negative control", shuffle)
+    counts = {g: sum(v == g for v in groups.values()) for g in cohort.labels}
+    few = {g: n for g, n in counts.items() if n < 2}
+    if few:
+        what = ", ".join(f"{g!r} has {n}" for g, n in few.items())
+        raise InputError(
+            f"a group comparison needs at least 2 subjects per group: {what} subject(s) held out in the runs "
+            f"given ({', '.join(str(r) for r in cohort.runs)}); give every fold of the cross-validation"
+        )
+    return groups
+
+
+def _template(
+    out: Path,
+    template: str | os.PathLike | None,
+    cohort: Cohort,
+    settings: RegistrationSettings,
+    iterations: int,
+    need_existing: bool,
+    progress: bool,
+) -> tuple[nib.Nifti1Image, dict]:
+    """The template image and its record; a study template is built once and reused."""
+    path, record_path = out / "template.nii.gz", out / "template.json"
+    if template is not None:
+        img = load_template(template)
+        record = {"source": str(template), "sha256": array_digest(np.asarray(img.dataobj), img.affine)}
+        return img, record
+    firsts = {}
+    for m in cohort.maps:
+        firsts.setdefault(m.subject, m)
+    want = {
+        "source": "study template built from the cohort's FA maps",
+        "fa_sha256": {s: file_digest(m.fa) for s, m in sorted(firsts.items())},
+        "settings": settings.to_dict(),
+        "iterations": int(iterations),
+    }
+    if path.is_file() and record_path.is_file():
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            record = {}
+        if need_existing or all(record.get(k) == v for k, v in want.items()):
+            img = load_template(path)
+            if array_digest(np.asarray(img.dataobj), img.affine) == record.get("sha256"):
+                return img, record
+    if need_existing:
+        raise ConfigError(
+            f"--shard needs a template: give --template, or build the study template first with "
+            f"`hcp-cam group RUN... --out {out} --template-only` ({path} not found)"
+        )
+    fa_images = [load_nifti(m.fa, ndim=3) for _, m in sorted(firsts.items())]
+    img, info = build_template(fa_images, settings, iterations=iterations, progress=progress)
+    record = {**want, **info, "sha256": array_digest(np.asarray(img.dataobj), img.affine)}
+    save_nifti_like(np.asarray(img.dataobj), img, path, "hcp-cam study FA template", np.float32)
+    write_json_atomic(record, record_path)
+    return load_template(path), record
+
+
+class _Stage:
+    """Outputs written under a staging folder in ``out`` and moved into place by :meth:`commit`."""
+
+    def __init__(self, out: Path):
+        out.mkdir(parents=True, exist_ok=True)
+        self.out = out
+        self.dir = Path(tempfile.mkdtemp(prefix=".group-staging-", dir=out))
+        self.files: list[str] = []
+
+    def path(self, rel: str) -> Path:
+        self.files.append(rel)
+        p = self.dir / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def commit(self, previous: list[str]) -> None:
+        for rel in self.files:
+            dest = self.out / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.dir / rel, dest)
+        for rel in set(previous) - set(self.files):  # outputs of an earlier call this one did not make
+            stale = self.out / rel
+            if stale.is_file() and self.out.resolve() in stale.resolve().parents:
+                stale.unlink()
+        self.discard()
+
+    def discard(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _previous_outputs(out: Path) -> list[str]:
+    try:
+        return list(json.loads((out / "group.json").read_text()).get("outputs", []))
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return []
+
+
+def run_group_analysis(
+    run_dirs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    template: str | os.PathLike | None = None,
+    atlas: str | os.PathLike | None = None,
+    atlas_labels: str | os.PathLike | None = None,
+    permutations: int = 1000,
+    seed: int = 0,
+    shard: str | Sequence[int] | None = None,
+    deformable: str | None = None,
+    metric: str = "correlation",
+    template_iterations: int = 2,
+    qc_threshold: float = 0.8,
+    alpha: float = 0.05,
+    min_coverage: float = 0.5,
+    shuffle_groups: int | None = None,
+    template_only: bool = False,
+    sampling: float = 1.0,
+    figure: bool = True,
+    progress: bool = True,
+) -> GroupResult:
+    """Group CAM and FA maps of bundle runs in a common space.
+
+    Args:
+        run_dirs: bundle run folders (the k folds of a cross-validation); each subject's maps come
+            from the run where it was a test subject.
+        out_dir: the output folder (see the module docstring for its files).
+        template: an FA-like 3D NIfTI (e.g. FMRIB58_FA); ``None`` builds a study template.
+        atlas, atlas_labels: a label NIfTI in the template's space and its ``index,name`` table (or
+            FSL XML): ``regions.csv`` and the labels at cluster peaks. Needs ``template``.
+        permutations: permutations of the max-statistic tests (voxels and labels).
+        seed: their seed (and the registration's sampling seed).
+        shard: ``"i/n"``: register only every n-th acquisition from the i-th (cluster array jobs),
+            write their transforms and stop; a final call without ``shard`` reuses them. Needs a
+            template (given, or built before with ``template_only``).
+        deformable: ``None``, ``"bspline"`` or ``"demons"`` after the affine stage.
+        metric: ``"correlation"`` or ``"mattes"``.
+        template_iterations: register-and-average rounds of a study template.
+        qc_threshold: registrations whose warped FA correlates less with the template are flagged.
+        alpha: FWE threshold of the clusters.
+        min_coverage: a voxel is tested where at least this share of each compared group (and at
+            least 2 subjects) has a value.
+        shuffle_groups: permute the group labels across subjects with this seed (negative control).
+        template_only: build (or check) the template and stop.
+        sampling: share of voxels the registration metric samples.
+        figure: write ``group_overview.png``.
+        progress: tqdm bars.
+
+    Returns:
+        a :class:`GroupResult`.
+
+    Raises:
+        InputError, ConfigError: bad runs, template, atlas or options; raised before any output.
+    """
+    _check_options(permutations, alpha, qc_threshold, min_coverage)
+    shard_t = parse_shard(shard)
+    settings = RegistrationSettings(metric=metric, deformable=deformable, sampling=sampling, seed=int(seed))
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError("the output exists and is not a folder", out)
+    if (atlas is None) != (atlas_labels is None):
+        raise ConfigError("--atlas and --atlas-labels go together (the label image and its index,name table)")
+    if atlas is not None and template is None:
+        raise ConfigError("--atlas needs --template: the atlas must be in the template's space")
+    cohort = collect_cohort(run_dirs)
+    groups = _subject_groups(cohort, shuffle_groups)
+    tmpl_given = load_template(template) if template is not None else None
+    atlas_obj = load_atlas(atlas, atlas_labels, tmpl_given) if atlas is not None else None
+
+    # checked: from here on, work and outputs
+    out.mkdir(parents=True, exist_ok=True)
+    tmpl_img, tmpl_record = _template(
+        out, template, cohort, settings, template_iterations, need_existing=shard_t is not None, progress=progress
+    )
+    tmpl = np.asarray(tmpl_img.dataobj, dtype=np.float32)
+    tdigest = array_digest(tmpl, tmpl_img.affine)
+    if template is not None:  # a copy beside the maps, for viewers and reports
+        save_nifti_like(tmpl, tmpl_img, out / "template.nii.gz", "hcp-cam group template", np.float32)
+        write_json_atomic({**tmpl_record, "sha256": tdigest}, out / "template.json")
+    cache_files = ["template.nii.gz", "template.json"]
+    if template_only:
+        return GroupResult(out, cache_files, pd.DataFrame(), summary={"template": tmpl_record})
+    fixed = to_sitk(tmpl, tmpl_img.affine)
+    brain = template_mask(tmpl)
+    todo = list(cohort.maps)
+    if shard_t is not None:
+        todo = todo[shard_t[0] :: shard_t[1]]
+    qc_rows, warped = [], {}
+    for m in tqdm(todo, desc="registration", unit="acq", disable=not progress):
+        fa_img = load_nifti(m.fa, ndim=3)
+        check_rigid_affine(fa_img.affine, m.fa)
+        fa = np.asarray(fa_img.dataobj, dtype=np.float32)
+        reg, reused = cached_registration(
+            fixed, to_sitk(fa, fa_img.affine, m.fa), settings, out / "transforms", m.key,
+            {"template_sha256": tdigest, "fa_sha256": file_digest(m.fa)},
+            extra={"subject": m.subject, "acquisition": m.acquisition, "fa": str(m.fa), "cam": str(m.cam),
+                   "run": str(m.run_dir)},
+        )  # fmt: skip
+        cache_files += [f"transforms/{m.key}.json", f"transforms/{m.key}_affine.tfm"]
+        if shard_t is not None:
+            qc_rows.append({"key": m.key, "subject": m.subject, "reused": reused})
+            continue
+        w_fa = resample(fa, fa_img.affine, fixed, reg.transform, "linear")
+        cam_img = nib.load(str(m.cam))
+        if tuple(cam_img.shape) != fa.shape:
+            raise InputError(f"CAM grid {tuple(cam_img.shape)} differs from its FA grid {fa.shape} ({m.fa})", m.cam)
+        w_cam = resample(np.asarray(cam_img.dataobj, dtype=np.float32), cam_img.affine, fixed, reg.transform, "cam")
+        ok = brain & np.isfinite(w_fa)
+        corr = float(np.corrcoef(w_fa[ok], tmpl[ok])[0, 1]) if ok.sum() > 2 else float("nan")
+        warped[m.key] = (w_fa, w_cam)
+        qc_rows.append(
+            {
+                "key": m.key, "subject": m.subject, "acquisition": m.acquisition, "group": groups[m.subject],
+                "run": str(m.run_dir), "correlation": corr, "flagged": not corr >= qc_threshold,
+                "cam_known_voxels": int(np.isfinite(w_cam).sum()), "transform_reused": reused,
+                "metric_value": reg.metric_value,
+            }
+        )  # fmt: skip
+    qc = pd.DataFrame(qc_rows)
+    if shard_t is not None:
+        logger.info("shard %d/%d: %d registrations (%d reused)", *shard_t, len(qc), int(qc["reused"].sum()) if len(qc) else 0)
+        return GroupResult(out, cache_files, qc, summary={"shard": list(shard_t)})
+    for r in qc[qc["flagged"]].itertuples():
+        logger.warning(
+            "%s: warped FA correlates %.3f with the template (below %.2f): check its registration", r.key,
+            r.correlation, qc_threshold,
+        )  # fmt: skip
+    return _write_outputs(
+        out, cohort, groups, tmpl_img, tmpl_record, atlas_obj, warped, qc, settings, permutations, seed,
+        alpha, min_coverage, qc_threshold, shuffle_groups, figure, cache_files, progress,
+    )  # fmt: skip
+
+
+def _write_outputs(
+    out: Path, cohort: Cohort, groups: dict[str, str], tmpl_img: nib.Nifti1Image, tmpl_record: dict,
+    atlas: Atlas | None, warped: dict, qc: pd.DataFrame, settings: RegistrationSettings, permutations: int,
+    seed: int, alpha: float, min_coverage: float, qc_threshold: float, shuffle_groups: int | None,
+    figure: bool, cache_files: list[str], progress: bool,
+) -> GroupResult:  # fmt: skip
+    tmpl = np.asarray(tmpl_img.dataobj, dtype=np.float32)
+    brain = template_mask(tmpl)
+    subjects = sorted({m.subject for m in cohort.maps})
+    keys_of = {s: [m.key for m in cohort.maps if m.subject == s] for s in subjects}
+    # one map per subject (the mean of its acquisitions): subjects, not acquisitions, are exchangeable
+    with np.errstate(invalid="ignore"), _quiet():
+        fa = np.stack([np.nanmean(np.stack([warped[k][0] for k in keys_of[s]]), 0) for s in subjects])
+        cam = np.stack([np.nanmean(np.stack([warped[k][1] for k in keys_of[s]]), 0) for s in subjects])
+    fa[:, ~brain] = np.nan
+    cam[:, ~brain] = np.nan
+    labels = cohort.labels
+    gidx = np.array([labels.index(groups[s]) for s in subjects])
+    first, last = labels[0], labels[-1]
+    sel = np.isin(gidx, (0, len(labels) - 1))
+    binary = (gidx[sel] == len(labels) - 1).astype(int)
+    stage = _Stage(out)
+    try:
+
+        def save(data: np.ndarray, rel: str, desc: str) -> None:
+            save_nifti_like(np.asarray(data, dtype=np.float32), tmpl_img, stage.path(rel), desc, np.float32)
+
+        for m in cohort.maps:
+            save(warped[m.key][0], f"subjects/{m.key}_fa.nii.gz", f"FA of {m.key} in template space")
+            save(warped[m.key][1], f"subjects/{m.key}_cam.nii.gz", f"CAM {cohort.cam_class} of {m.key}; NaN unknown")
+        summary: dict[str, Any] = {}
+        tests = {}
+        for name, data in (("cam", cam), ("fa", fa)):
+            for k, g in enumerate(labels):
+                with np.errstate(invalid="ignore"), _quiet():
+                    save(np.nanmean(data[gidx == k], 0), f"group_{g}_mean_{name}.nii.gz", f"mean {name} of group {g}")
+            flat = data[sel].reshape(int(sel.sum()), -1)
+            n1 = np.isfinite(flat[binary == 1]).sum(0)
+            n0 = np.isfinite(flat[binary == 0]).sum(0)
+            need1 = max(2, int(np.ceil(min_coverage * (binary == 1).sum())))
+            need0 = max(2, int(np.ceil(min_coverage * (binary == 0).sum())))
+            tested = (n1 >= need1) & (n0 >= need0) & brain.ravel()
+            if not tested.any():
+                raise InputError(f"no template voxel has {name.upper()} values of enough subjects of both groups to test")
+            res = permutation_test(flat[:, tested], binary, permutations, seed, progress=progress)
+            maps = {}
+            for part, values in (("", res.difference), ("_t", res.t), ("_p", res.p_fwe)):
+                vol = np.full(flat.shape[1], np.nan, dtype=np.float64)
+                vol[tested] = values
+                maps[part] = vol.reshape(tmpl.shape)
+                what = {"": f"{last} minus {first}", "_t": "Welch t", "_p": "FWE p (max-statistic permutations)"}[part]
+                save(maps[part], f"group_difference_{name}{part}.nii.gz", f"{name} {what}")
+            tests[name] = maps
+            peak = np.unravel_index(int(np.nanargmax(maps[""])), tmpl.shape)
+            mm = tmpl_img.affine[:3, :3] @ np.asarray(peak) + tmpl_img.affine[:3, 3]
+            summary[f"{name}_difference_peak"] = {
+                "voxel": [int(v) for v in peak], "mm": mm.round(3).tolist(), "difference": float(maps[""][peak]),
+                "t": float(maps["_t"][peak]), "p_fwe": float(maps["_p"][peak]),
+                "label": atlas.name_at(peak)[0] if atlas else None, "label_name": atlas.name_at(peak)[1] if atlas else None,
+            }  # fmt: skip
+            summary[f"{name}_tested_voxels"] = int(tested.sum())
+            summary[f"{name}_significant_voxels"] = int((res.p_fwe < alpha).sum())
+        clusters = pd.concat(
+            [
+                cluster_table(n, tests[n]["_t"], tests[n]["_p"], tests[n][""], tmpl_img.affine, alpha, atlas)
+                for n in ("cam", "fa")
+            ],
+            ignore_index=True,
+        )
+        with atomic_path(stage.path("clusters.csv")) as tmp:
+            clusters.to_csv(tmp, index=False)
+        regions = None
+        if atlas is not None:
+            regions = region_table(cam, fa, gidx, labels, atlas, permutations, seed)
+            with atomic_path(stage.path("regions.csv")) as tmp:
+                regions.to_csv(tmp, index=False, float_format="%.6g")
+            top = regions.sort_values("rank").iloc[0]
+            summary["top_region"] = {"label": int(top["label"]), "name": str(top["name"]), "difference": float(top["difference"]),
+                                     "p_value": float(top["p_value"])}  # fmt: skip
+        with atomic_path(stage.path("registration_qc.csv")) as tmp:
+            qc.to_csv(tmp, index=False, float_format="%.6g")
+        if figure:
+            from hcp_cam.group.figures import group_overview
+
+            flagged = dict(zip(qc["key"], qc["flagged"], strict=True))
+            group_overview(
+                tmpl, tmpl_img.affine,
+                [(f"CAM {cohort.cam_class}: {last} - {first}", tests["cam"][""], tests["cam"]["_p"]),
+                 (f"FA: {last} - {first}", tests["fa"][""], tests["fa"]["_p"])],
+                [warped[m.key][0] for m in cohort.maps], [m.key for m in cohort.maps],
+                [bool(flagged[m.key]) for m in cohort.maps], stage.path("group_overview.png"),
+                title=f"{len(subjects)} subjects, {permutations} permutations; yellow: FWE p < 0.05",
+            )  # fmt: skip
+        summary.update(
+            {
+                "runs": [str(r) for r in cohort.runs], "labels": labels, "groups": cohort.groups,
+                "difference": f"{last} minus {first}", "cam_class": cohort.cam_class,
+                "subjects": {g: [s for s in subjects if groups[s] == g] for g in labels},
+                "left_out": cohort.left_out, "shuffle_groups": shuffle_groups, "template": tmpl_record,
+                "registration": settings.to_dict(), "permutations": int(permutations), "seed": int(seed),
+                "alpha": alpha, "min_coverage": min_coverage, "qc_threshold": qc_threshold,
+                "qc_flagged": qc.loc[qc["flagged"], "key"].tolist(), "atlas": atlas.source if atlas else None,
+                "atlas_resampled": bool(atlas.resampled) if atlas else None,
+                "values": "NaN where unknown (CAM on no computed slice, outside a subject's grid) or untested",
+            }
+        )  # fmt: skip
+        summary["outputs"] = stage.files + ["group.json"]
+        write_json_atomic(summary, stage.path("group.json"))
+        stage.commit(_previous_outputs(out))
+    except BaseException:
+        stage.discard()
+        raise
+    return GroupResult(out, cache_files + summary["outputs"], qc, regions, clusters, summary)
+
+
+class _quiet:
+    """Silence numpy's "Mean of empty slice" warnings (all-NaN voxels are expected outside the data)."""
+
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return self
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
