@@ -35,17 +35,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("runs", nargs="*", metavar="RUN_DIR", help="bundle run folders (e.g. the folds of a CV)")
     p.add_argument("--out", required=True, help="output folder (transforms there are reused by later calls)")
     p.add_argument("--template", help="FA-like 3D NIfTI (e.g. FMRIB58_FA); default: a study template")
-    p.add_argument("--atlas", help="label NIfTI in the template's space (needs --template and --atlas-labels)")
-    p.add_argument("--atlas-labels", help="the atlas's index,name table (CSV/TSV) or FSL atlas XML")
-    p.add_argument("--permutations", type=int, default=1000, help="permutations of the FWE tests (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="permutation seed (default 0)")
-    p.add_argument("--shard", help="i/n: register every n-th acquisition from the i-th, write transforms, stop")
-    p.add_argument("--deformable", choices=DEFORMABLE, help="deformable refinement after the affine stage")
-    p.add_argument("--metric", choices=METRICS, default="correlation", help="registration metric (default correlation)")
-    p.add_argument("--template-iterations", type=int, default=2, help="study template rounds (default 2)")
-    p.add_argument("--template-only", action="store_true", help="build the study template and stop (before --shard)")
     p.add_argument(
-        "--qc-threshold", type=float, default=0.8, help="flag registrations whose FA correlates less (default 0.8)"
+        "--atlas", help="label NIfTI in the template's space (needs --template and --atlas-labels)"
+    )
+    p.add_argument("--atlas-labels", help="the atlas's index,name table (CSV/TSV) or FSL atlas XML")
+    p.add_argument(
+        "--permutations", type=int, default=1000, help="permutations of the FWE tests (default 1000)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="permutation seed (default 0)")
+    p.add_argument(
+        "--shard", help="i/n: register every n-th acquisition from the i-th, write transforms, stop"
+    )
+    p.add_argument("--deformable", choices=DEFORMABLE, help="deformable refinement after the affine stage")
+    p.add_argument(
+        "--metric", choices=METRICS, default="correlation", help="registration metric (default correlation)"
+    )
+    p.add_argument("--template-iterations", type=int, default=2, help="study template rounds (default 2)")
+    p.add_argument(
+        "--template-only", action="store_true", help="build the study template and stop (before --shard)"
+    )
+    p.add_argument(
+        "--qc-threshold",
+        type=float,
+        default=0.8,
+        help="flag registrations whose FA correlates less (default 0.8)",
     )
     p.add_argument("--alpha", type=float, default=0.05, help="FWE threshold of clusters.csv (default 0.05)")
     p.add_argument(
@@ -56,7 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--shuffle-groups", type=int, metavar="SEED",
         help="negative control: permute the group labels across subjects with SEED",
     )  # fmt: skip
-    p.add_argument("--sampling", type=float, default=1.0, help="share of voxels the metric samples (default 1)")
+    p.add_argument(
+        "--sampling", type=float, default=1.0, help="share of voxels the metric samples (default 1)"
+    )
     p.add_argument(
         "--to-subject", nargs=2, metavar=("KEY", "IMAGE"),
         help="write IMAGE (on the template grid) into subject KEY's FA grid, using OUT's transforms",
@@ -89,15 +104,21 @@ def run(args: argparse.Namespace) -> int:
     if args.template_only:
         print(f"hcp-cam group: template in {result.out_dir / 'template.nii.gz'}")
     elif "shard" in s:
-        print(f"hcp-cam group: shard {args.shard}: {len(result.qc)} registrations in {result.out_dir / 'transforms'}")
+        print(
+            f"hcp-cam group: shard {args.shard}: {len(result.qc)} registrations in {result.out_dir / 'transforms'}"
+        )
     else:
         counts = ", ".join(f"{g} {len(v)}" for g, v in s["subjects"].items())
         peak = s["cam_difference_peak"]
         where = f" ({peak['label_name']})" if peak.get("label_name") else ""
-        print(f"hcp-cam group: {counts} subjects; CAM difference peak at {peak['mm']} mm{where}, FWE p {peak['p_fwe']:.3g}")
+        print(
+            f"hcp-cam group: {counts} subjects; CAM difference peak at {peak['mm']} mm{where}, FWE p {peak['p_fwe']:.3g}"
+        )
         if "top_region" in s:
             t = s["top_region"]
-            print(f"  top region: {t['label']} {t['name']} (difference {t['difference']:.3g}, p {t['p_value']:.3g})")
+            print(
+                f"  top region: {t['label']} {t['name']} (difference {t['difference']:.3g}, p {t['p_value']:.3g})"
+            )
         if s["qc_flagged"]:
             print(f"  registration QC flagged: {', '.join(s['qc_flagged'])}")
         print(f"  outputs in {result.out_dir}")

@@ -96,7 +96,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="rotate and shift each head inside its grid (true transforms in the ground truth; implies --atlas)",
     )
     p.add_argument(
-        "--max-rotation", type=float, default=10.0, metavar="DEG", help="largest misalignment rotation (default 10)"
+        "--max-rotation",
+        type=float,
+        default=10.0,
+        metavar="DEG",
+        help="largest misalignment rotation (default 10)",
     )
     p.add_argument(
         "--max-shift", type=float, default=6.0, metavar="MM", help="largest misalignment shift (default 6)"

@@ -281,7 +281,13 @@ def run_group_analysis(
     # checked: from here on, work and outputs
     out.mkdir(parents=True, exist_ok=True)
     tmpl_img, tmpl_record = _template(
-        out, template, cohort, settings, template_iterations, need_existing=shard_t is not None, progress=progress
+        out,
+        template,
+        cohort,
+        settings,
+        template_iterations,
+        need_existing=shard_t is not None,
+        progress=progress,
     )
     tmpl = np.asarray(tmpl_img.dataobj, dtype=np.float32)
     tdigest = array_digest(tmpl, tmpl_img.affine)
@@ -314,8 +320,12 @@ def run_group_analysis(
         w_fa = resample(fa, fa_img.affine, fixed, reg.transform, "linear")
         cam_img = nib.load(str(m.cam))
         if tuple(cam_img.shape) != fa.shape:
-            raise InputError(f"CAM grid {tuple(cam_img.shape)} differs from its FA grid {fa.shape} ({m.fa})", m.cam)
-        w_cam = resample(np.asarray(cam_img.dataobj, dtype=np.float32), cam_img.affine, fixed, reg.transform, "cam")
+            raise InputError(
+                f"CAM grid {tuple(cam_img.shape)} differs from its FA grid {fa.shape} ({m.fa})", m.cam
+            )
+        w_cam = resample(
+            np.asarray(cam_img.dataobj, dtype=np.float32), cam_img.affine, fixed, reg.transform, "cam"
+        )
         ok = brain & np.isfinite(w_fa)
         corr = float(np.corrcoef(w_fa[ok], tmpl[ok])[0, 1]) if ok.sum() > 2 else float("nan")
         warped[m.key] = (w_fa, w_cam)
@@ -329,7 +339,12 @@ def run_group_analysis(
         )  # fmt: skip
     qc = pd.DataFrame(qc_rows)
     if shard_t is not None:
-        logger.info("shard %d/%d: %d registrations (%d reused)", *shard_t, len(qc), int(qc["reused"].sum()) if len(qc) else 0)
+        logger.info(
+            "shard %d/%d: %d registrations (%d reused)",
+            *shard_t,
+            len(qc),
+            int(qc["reused"].sum()) if len(qc) else 0,
+        )
         return GroupResult(out, cache_files, qc, summary={"shard": list(shard_t)})
     for r in qc[qc["flagged"]].itertuples():
         logger.warning(
@@ -371,13 +386,21 @@ def _write_outputs(
 
         for m in cohort.maps:
             save(warped[m.key][0], f"subjects/{m.key}_fa.nii.gz", f"FA of {m.key} in template space")
-            save(warped[m.key][1], f"subjects/{m.key}_cam.nii.gz", f"CAM {cohort.cam_class} of {m.key}; NaN unknown")
+            save(
+                warped[m.key][1],
+                f"subjects/{m.key}_cam.nii.gz",
+                f"CAM {cohort.cam_class} of {m.key}; NaN unknown",
+            )
         summary: dict[str, Any] = {}
         tests = {}
         for name, data in (("cam", cam), ("fa", fa)):
             for k, g in enumerate(labels):
                 with np.errstate(invalid="ignore"), _quiet():
-                    save(np.nanmean(data[gidx == k], 0), f"group_{g}_mean_{name}.nii.gz", f"mean {name} of group {g}")
+                    save(
+                        np.nanmean(data[gidx == k], 0),
+                        f"group_{g}_mean_{name}.nii.gz",
+                        f"mean {name} of group {g}",
+                    )
             flat = data[sel].reshape(int(sel.sum()), -1)
             n1 = np.isfinite(flat[binary == 1]).sum(0)
             n0 = np.isfinite(flat[binary == 0]).sum(0)
@@ -385,23 +408,28 @@ def _write_outputs(
             need0 = max(2, int(np.ceil(min_coverage * (binary == 0).sum())))
             tested = (n1 >= need1) & (n0 >= need0) & brain.ravel()
             if not tested.any():
-                raise InputError(f"no template voxel has {name.upper()} values of enough subjects of both groups to test")
+                raise InputError(
+                    f"no template voxel has {name.upper()} values of enough subjects of both groups to test"
+                )
             res = permutation_test(flat[:, tested], binary, permutations, seed, progress=progress)
             maps = {}
             for part, values in (("", res.difference), ("_t", res.t), ("_p", res.p_fwe)):
                 vol = np.full(flat.shape[1], np.nan, dtype=np.float64)
                 vol[tested] = values
                 maps[part] = vol.reshape(tmpl.shape)
-                what = {"": f"{last} minus {first}", "_t": "Welch t", "_p": "FWE p (max-statistic permutations)"}[part]
+                what = {
+                    "": f"{last} minus {first}",
+                    "_t": "Welch t",
+                    "_p": "FWE p (max-statistic permutations)",
+                }[part]
                 save(maps[part], f"group_difference_{name}{part}.nii.gz", f"{name} {what}")
             tests[name] = maps
-            peak = np.unravel_index(int(np.nanargmax(maps[""])), tmpl.shape)
-            mm = tmpl_img.affine[:3, :3] @ np.asarray(peak) + tmpl_img.affine[:3, 3]
-            summary[f"{name}_difference_peak"] = {
-                "voxel": [int(v) for v in peak], "mm": mm.round(3).tolist(), "difference": float(maps[""][peak]),
-                "t": float(maps["_t"][peak]), "p_fwe": float(maps["_p"][peak]),
-                "label": atlas.name_at(peak)[0] if atlas else None, "label_name": atlas.name_at(peak)[1] if atlas else None,
-            }  # fmt: skip
+            for what, pick in (
+                ("peak", np.nanargmax),
+                ("trough", np.nanargmin),
+            ):  # largest and smallest difference
+                at = np.unravel_index(int(pick(maps[""])), tmpl.shape)
+                summary[f"{name}_difference_{what}"] = _voxel_record(at, maps, tmpl_img.affine, atlas)
             summary[f"{name}_tested_voxels"] = int(tested.sum())
             summary[f"{name}_significant_voxels"] = int((res.p_fwe < alpha).sum())
         clusters = pd.concat(
@@ -455,6 +483,15 @@ def _write_outputs(
         stage.discard()
         raise
     return GroupResult(out, cache_files + summary["outputs"], qc, regions, clusters, summary)
+
+
+def _voxel_record(at: tuple, maps: dict, affine: np.ndarray, atlas: Atlas | None) -> dict[str, Any]:
+    mm = affine[:3, :3] @ np.asarray(at) + affine[:3, 3]
+    label, name = atlas.name_at(at) if atlas is not None else (None, None)
+    return {
+        "voxel": [int(v) for v in at], "mm": mm.round(3).tolist(), "difference": float(maps[""][at]),
+        "t": float(maps["_t"][at]), "p_fwe": float(maps["_p"][at]), "label": label, "label_name": name,
+    }  # fmt: skip
 
 
 class _quiet:

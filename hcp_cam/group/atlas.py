@@ -61,7 +61,9 @@ def _read_fsl_xml(path: Path) -> dict[int, str]:
     names: dict[int, str] = {}
     for label in root.iter("label"):
         try:
-            value = int(label.attrib["value"]) if "value" in label.attrib else int(label.attrib["index"]) + offset
+            value = (
+                int(label.attrib["value"]) if "value" in label.attrib else int(label.attrib["index"]) + offset
+            )
         except (KeyError, ValueError) as e:
             raise InputError(f"a <label> without an integer index ({label.attrib})", path) from e
         names[value] = (label.text or "").strip()
@@ -109,9 +111,7 @@ def _short(values: list[int], n: int = 10) -> str:
     return text + (f" and {len(values) - n} more" if len(values) > n else "")
 
 
-def load_atlas(
-    path: str | os.PathLike, table: str | os.PathLike, template: nib.Nifti1Image
-) -> Atlas:
+def load_atlas(path: str | os.PathLike, table: str | os.PathLike, template: nib.Nifti1Image) -> Atlas:
     """Read an atlas and its names, check one against the other, and put it on the template's grid.
 
     An atlas on another grid (shape or affine) is resampled to the template's with nearest
@@ -127,7 +127,9 @@ def load_atlas(
     data = np.asarray(img.dataobj)
     if np.issubdtype(data.dtype, np.floating):
         if not np.allclose(data, np.rint(data)):
-            raise InputError("the atlas holds non-integer values (expected a label image, not probabilities)", path)
+            raise InputError(
+                "the atlas holds non-integer values (expected a label image, not probabilities)", path
+            )
         data = np.rint(data)
     data = data.astype(np.int32)
     names = read_label_table(table)
@@ -137,7 +139,9 @@ def load_atlas(
         raise InputError(f"atlas labels {_short(unnamed)} are missing from the label table {table}", path)
     absent = [v for v in names if v not in present]
     if absent:
-        raise InputError(f"the label table lists labels {_short(absent)} that the atlas {path} does not hold", table)
+        raise InputError(
+            f"the label table lists labels {_short(absent)} that the atlas {path} does not hold", table
+        )
     resampled = False
     if not same_grid(img, template):
         logger.warning(
@@ -152,5 +156,7 @@ def load_atlas(
         resampled = True
         lost = [v for v in present if not (data == v).any()]
         if lost:
-            logger.warning("%s: labels %s cover no voxel of the template grid after resampling", path, _short(lost))
+            logger.warning(
+                "%s: labels %s cover no voxel of the template grid after resampling", path, _short(lost)
+            )
     return Atlas(labels=data.astype(np.int32), names=names, resampled=resampled, source=str(path))

@@ -119,7 +119,9 @@ def permutation_test(
         chunk = max(1, int(4e6 // max(1, x.shape[1])))
     max_null = np.empty(perms.shape[0])
     t_obs = None
-    for start in tqdm(range(0, perms.shape[0], chunk), desc="permutations", unit="chunk", disable=not progress):
+    for start in tqdm(
+        range(0, perms.shape[0], chunk), desc="permutations", unit="chunk", disable=not progress
+    ):
         gp = perms[start : start + chunk]
         s1, q1, n1 = gp @ xc, gp @ x2, gp @ m
         t = welch_t(s1, q1, n1, s_all - s1, q_all - q1, n_all - n1)

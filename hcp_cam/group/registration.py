@@ -213,7 +213,9 @@ def register(
         fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
     )
     rigid, reg = _linear_stage(fixed, moving, init, settings)
-    info: dict[str, Any] = {"rigid": {"iterations": reg.GetOptimizerIteration(), "metric": reg.GetMetricValue()}}
+    info: dict[str, Any] = {
+        "rigid": {"iterations": reg.GetOptimizerIteration(), "metric": reg.GetMetricValue()}
+    }
     rigid = _single(rigid)
     start = sitk.AffineTransform(3)
     start.SetCenter(rigid.GetCenter())

@@ -151,11 +151,15 @@ def collect_cohort(run_dirs: Sequence[str | os.PathLike]) -> Cohort:
             sid, acq = str(entry["subject"]), str(entry["acquisition"])
             row = rows.get((sid, acq))
             if row is None:
-                logger.warning("%s: test subject %s/%s has no CAM volume in cam/summary.csv; left out", run, sid, acq)
+                logger.warning(
+                    "%s: test subject %s/%s has no CAM volume in cam/summary.csv; left out", run, sid, acq
+                )
                 continue
             cam = run / "cam" / sid / f"{acq}_cam.nii.gz"
             if not cam.is_file():
-                raise InputError(f"CAM volume of test subject {sid}/{acq} not found (run without CAM volumes?)", cam)
+                raise InputError(
+                    f"CAM volume of test subject {sid}/{acq} not found (run without CAM volumes?)", cam
+                )
             fa = Path(str(row.fa))
             if not fa.is_absolute():
                 fa = run / fa
@@ -169,13 +173,17 @@ def collect_cohort(run_dirs: Sequence[str | os.PathLike]) -> Cohort:
             held_out[(sid, acq)] = SubjectMaps(sid, acq, str(entry["group"]), run, fa, cam)
     if len(cam_classes) > 1:
         what = ", ".join(f"{c!r} in {r}" for c, r in cam_classes.items())
-        raise ConfigError(f"the runs' CAM volumes are of different classes ({what}); run inference with one cam_class")
+        raise ConfigError(
+            f"the runs' CAM volumes are of different classes ({what}); run inference with one cam_class"
+        )
     assert first is not None
     n_acq: dict[str, int] = {}
     for sid, _ in held_out:
         n_acq[sid] = n_acq.get(sid, 0) + 1
     maps = [
-        SubjectMaps(**{**m.__dict__, "key": m.subject if n_acq[m.subject] == 1 else f"{m.subject}_{m.acquisition}"})
+        SubjectMaps(
+            **{**m.__dict__, "key": m.subject if n_acq[m.subject] == 1 else f"{m.subject}_{m.acquisition}"}
+        )
         for _, m in sorted(held_out.items())
     ]
     covered = {m.subject for m in maps}

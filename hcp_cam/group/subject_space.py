@@ -60,7 +60,9 @@ def to_subject(
     except (OSError, json.JSONDecodeError):
         recorded = None
     if recorded is not None and record.get("template_sha256") != recorded:
-        raise InputError(f"the transform of {key!r} was made against another template than {template_path}", out)
+        raise InputError(
+            f"the transform of {key!r} was made against another template than {template_path}", out
+        )
     fa_path = Path(str(record.get("fa", "")))
     fa = load_nifti(fa_path, ndim=3)
     img = nib.load(str(image))
@@ -79,6 +81,9 @@ def to_subject(
         moved, dtype = resample(data, img.affine, reference, inverse, "nearest"), data.dtype
     else:
         values = data.astype(np.float32)
-        moved, dtype = resample(values, img.affine, reference, inverse, "cam", known=np.isfinite(values)), np.float32
+        moved, dtype = (
+            resample(values, img.affine, reference, inverse, "cam", known=np.isfinite(values)),
+            np.float32,
+        )
     dest = Path(dest) if dest is not None else out / "to_subject" / f"{key}_{_stem(Path(image))}.nii.gz"
     return save_nifti_like(moved, fa, dest, f"{_stem(Path(image))} in {key}'s grid", dtype)

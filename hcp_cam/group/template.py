@@ -81,7 +81,9 @@ def build_template(
         fixed = to_sitk(current, ref.affine)
         round_settings = settings if k == iterations else linear
         warped = []
-        for img in tqdm(fa_images, desc=f"template round {k + 1}/{iterations + 1}", unit="subject", disable=not progress):
+        for img in tqdm(
+            fa_images, desc=f"template round {k + 1}/{iterations + 1}", unit="subject", disable=not progress
+        ):
             data = np.asarray(img.dataobj, dtype=np.float32)
             reg = register(fixed, to_sitk(data, img.affine), round_settings)
             warped.append(resample(data, img.affine, fixed, reg.transform, "linear"))

@@ -69,7 +69,9 @@ def resample(
         return array_from_sitk(out).astype(labels.dtype, copy=False)
     values = np.asarray(data, dtype=np.float32)
     if kind == "linear":
-        out = sitk.Resample(to_sitk(values, affine), reference, transform, sitk.sitkLinear, np.nan, sitk.sitkFloat32)
+        out = sitk.Resample(
+            to_sitk(values, affine), reference, transform, sitk.sitkLinear, np.nan, sitk.sitkFloat32
+        )
         return array_from_sitk(out).astype(np.float32, copy=False)
     mask = known_cam_voxels(values) if known is None else np.asarray(known, dtype=bool)
     filled = np.where(mask, values, 0.0).astype(np.float32)
