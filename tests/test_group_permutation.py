@@ -34,7 +34,9 @@ def test_t_is_welchs_and_p_is_the_share_of_permutation_maxima():
     expected = np.array([(maxima >= abs(t) - 1e-12).mean() for t in res.t])
     np.testing.assert_array_equal(res.p_fwe, expected)
     assert res.p_fwe.min() >= 1 / 50
-    np.testing.assert_allclose(res.difference, np.nanmean(x[g == 1], 0) - np.nanmean(x[g == 0], 0), atol=1e-12)
+    np.testing.assert_allclose(
+        res.difference, np.nanmean(x[g == 1], 0) - np.nanmean(x[g == 0], 0), atol=1e-12
+    )
     np.testing.assert_array_equal(res.n1, np.isfinite(x[g == 1]).sum(0))
 
 

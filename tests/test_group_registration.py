@@ -111,7 +111,9 @@ def test_cam_voxels_unknown_before_stay_unknown_after_warping():
     assert not (out[known] == 0).any() and np.isnan(out[0, 0, 0])
     np.testing.assert_allclose(out[known].min(), 1.0, atol=1e-6)
     np.testing.assert_allclose(out[known].max(), 2.0, atol=1e-6)
-    part = sitk.TranslationTransform(3, (1.0, 0.0, 0.0))  # 0.4 voxel: edge voxels interpolate known values only
+    part = sitk.TranslationTransform(
+        3, (1.0, 0.0, 0.0)
+    )  # 0.4 voxel: edge voxels interpolate known values only
     out = resample(cam, affine, fixed, part, "cam")
     # the block moves 0.4 voxel: one face's neighbours become 60% known (in), the other face 40% (out)
     assert np.isfinite(out).sum() == known_cam_voxels(cam).sum()
@@ -156,7 +158,9 @@ def test_transforms_are_written_once_and_reused(tmp_path, small):
     np.testing.assert_allclose(
         affine_from_sitk_transform(load_registration(tmp_path, "100206")[0].affine), reg.matrix_ras
     )
-    _, reused = cached_registration(fixed, moving, settings, tmp_path, "100206", {**prov, "template_sha256": "c"})
+    _, reused = cached_registration(
+        fixed, moving, settings, tmp_path, "100206", {**prov, "template_sha256": "c"}
+    )
     assert not reused  # made against another template: registered again
 
 
@@ -168,4 +172,6 @@ def test_bspline_refinement_writes_and_reads_its_grid(tmp_path, small):
     loaded, _ = load_registration(tmp_path, "k")
     assert loaded.deformable is not None
     for p in ((5.0, -5.0, 10.0), (-15.0, 8.0, 0.0)):
-        np.testing.assert_allclose(loaded.transform.TransformPoint(p), reg.transform.TransformPoint(p), atol=1e-6)
+        np.testing.assert_allclose(
+            loaded.transform.TransformPoint(p), reg.transform.TransformPoint(p), atol=1e-6
+        )

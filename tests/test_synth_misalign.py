@@ -114,11 +114,15 @@ def test_the_recorded_transform_maps_the_average_brain_onto_the_moved_one():
         cos = np.clip(np.abs(np.sum(v_back[core] * expected, axis=1)), 0, 1)
         unturned = np.clip(np.abs(np.sum(v_back[core] * average.v1[core], axis=1)), 0, 1)
         angle = _rotation_deg(moved.misalignment)
-        assert np.median(np.degrees(np.arccos(cos))) < 0.2 * angle < np.median(np.degrees(np.arccos(unturned)))
+        assert (
+            np.median(np.degrees(np.arccos(cos))) < 0.2 * angle < np.median(np.degrees(np.arccos(unturned)))
+        )
 
 
 def test_misaligned_dataset_writes_transforms_template_and_atlas(tmp_path):
-    ds = generate_dataset(tmp_path / "d", n_subjects=4, shape=(24, 28, 24), seed=2, misalign=True, progress=False)
+    ds = generate_dataset(
+        tmp_path / "d", n_subjects=4, shape=(24, 28, 24), seed=2, misalign=True, progress=False
+    )
     gt = tmp_path / "d" / "derivatives" / "ground_truth"
     assert ds.template == gt / "template_fa.nii.gz" and ds.atlas == gt / "atlas.nii.gz"
     manifest = json.loads((tmp_path / "d" / MANIFEST).read_text())
@@ -129,7 +133,10 @@ def test_misaligned_dataset_writes_transforms_template_and_atlas(tmp_path):
     for sid in ds.subjects:
         record = json.loads((gt / f"{sid}_transform.json").read_text())
         m = np.asarray(record["misalignment"]["matrix"])
-        assert record["misalignment"]["rotation_deg"] == pytest.approx(_rotation_deg(m)) and _rotation_deg(m) <= 10
+        assert (
+            record["misalignment"]["rotation_deg"] == pytest.approx(_rotation_deg(m))
+            and _rotation_deg(m) <= 10
+        )
         assert np.linalg.norm(m[:3, 3]) <= 6
         moves.append(m)
     assert not np.allclose(moves[0], moves[1])  # one draw per subject

@@ -273,6 +273,11 @@ def run_group_analysis(
         raise ConfigError("--atlas and --atlas-labels go together (the label image and its index,name table)")
     if atlas is not None and template is None:
         raise ConfigError("--atlas needs --template: the atlas must be in the template's space")
+    if shard_t is not None and template is None and not (out / "template.nii.gz").is_file():
+        raise ConfigError(
+            f"--shard needs a template: give --template, or build the study template first with "
+            f"`hcp-cam group RUN... --out {out} --template-only` ({out / 'template.nii.gz'} not found)"
+        )
     cohort = collect_cohort(run_dirs)
     groups = _subject_groups(cohort, shuffle_groups)
     tmpl_given = load_template(template) if template is not None else None

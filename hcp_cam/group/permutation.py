@@ -103,8 +103,8 @@ def permutation_test(
         raise ConfigError(f"n_permutations must be >= 1, got {n_permutations}")
     known = np.isfinite(x)
     # centre each column on its mean: the sums of squares then lose no precision to a large offset
-    with np.errstate(invalid="ignore"):
-        centre = np.where(known.any(0), np.nanmean(np.where(known, x, np.nan), axis=0), 0.0)
+    count = known.sum(0)
+    centre = np.where(count > 0, np.where(known, x, 0.0).sum(0) / np.maximum(count, 1), 0.0)
     xc = np.where(known, x - centre, 0.0)
     m = known.astype(np.float64)
     x2 = xc**2
