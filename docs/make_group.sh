@@ -28,7 +28,9 @@ done
 # the generator's reference space: its FA template and label atlas (effect_region = label 1)
 hcp-cam group "${runs[@]}" --out "$root/group_atlas" --template "$gt/template_fa.nii.gz" \
     --atlas "$gt/atlas.nii.gz" --atlas-labels "$gt/atlas_labels.csv" --no-progress
-# negative control: the same maps with the group labels shuffled across subjects (seeded)
+# negative control: the same maps with the group labels shuffled across subjects (seeded); the
+# registrations are those of the run above (a copied transforms/ folder is reused, not redone)
+mkdir -p "$root/group_shuffled" && cp -r "$root/group_atlas/transforms" "$root/group_shuffled/"
 hcp-cam group "${runs[@]}" --out "$root/group_shuffled" --template "$gt/template_fa.nii.gz" \
     --atlas "$gt/atlas.nii.gz" --atlas-labels "$gt/atlas_labels.csv" --shuffle-groups 1 --no-progress
 # a study-specific template built from the cohort's FA maps (no atlas: it is in the first subject's space)

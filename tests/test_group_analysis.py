@@ -257,3 +257,34 @@ def test_an_atlas_on_another_grid_is_resampled_and_said_so(data, tmp_path, caplo
         atlas = load_atlas(other, data.atlas_labels, nib.load(data.template))
     assert atlas.resampled and "resampled to the template with nearest neighbour" in caplog.text
     np.testing.assert_array_equal(atlas.labels, labels)
+
+
+def test_cohort_keys_acquisitions_and_refuses_a_subject_held_out_twice(data, tmp_path):
+    from hcp_cam.errors import ConfigError
+    from hcp_cam.group import collect_cohort
+
+    run = tmp_path / "two_acq"
+    shutil.copytree(data.runs[0], run)
+    dl = json.loads((run / "datalist.json").read_text())
+    sid = dl["test"][0]["subject"]
+    dl["test"].append({**dl["test"][0], "acquisition": "dir95_RL"})
+    (run / "datalist.json").write_text(json.dumps(dl))
+    summary = pd.read_csv(run / "cam" / "summary.csv", dtype=str)
+    extra = summary[summary["subject"] == sid].assign(acquisition="dir95_RL")
+    pd.concat([summary, extra]).to_csv(run / "cam" / "summary.csv", index=False)
+    shutil.copy(run / "cam" / sid / "dwi_cam.nii.gz", run / "cam" / sid / "dir95_RL_cam.nii.gz")
+    cohort = collect_cohort([run, data.runs[1]])
+    keys = {m.key for m in cohort.maps if m.subject == sid}
+    assert keys == {f"{sid}_dwi", f"{sid}_dir95_RL"}
+    assert all(m.key == m.subject for m in cohort.maps if m.subject != sid)
+    assert cohort.left_out == [] and cohort.labels == ["young", "old"]
+    with pytest.raises(ConfigError, match="test subject of both"):
+        collect_cohort([data.runs[0], run])
+    only_first = collect_cohort([data.runs[0]])
+    assert len(only_first.left_out) == 6  # the other fold's test subjects: no out-of-fold map
+    other_class = tmp_path / "other_class"
+    shutil.copytree(data.runs[1], other_class)
+    s = pd.read_csv(other_class / "cam" / "summary.csv", dtype=str).assign(cam_class="young")
+    s.to_csv(other_class / "cam" / "summary.csv", index=False)
+    with pytest.raises(ConfigError, match="different classes"):
+        collect_cohort([data.runs[0], other_class])
