@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(PY) -m monai.bundle run training --config_file bundles/cam_dmri/train.json
-	$(PY) -m monai.bundle run evaluating --config_file bundles/cam_dmri/evaluate.json
-	$(PY) -m monai.bundle run inference --config_file bundles/cam_dmri/inference.json
+	$(PY) -m monai.bundle run evaluating --config_file "['bundles/cam_dmri/configs/train.json','bundles/cam_dmri/configs/evaluate.json']"
+	$(PY) -m monai.bundle run inference --config_file "['bundles/cam_dmri/configs/train.json','bundles/cam_dmri/configs/inference.json']"
 
 test: install
 	# pytest exits 5 when it collects no test; that is not a failure of the project

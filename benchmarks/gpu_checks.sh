@@ -30,8 +30,8 @@ run=("--output_dir" "$out/bundle_cuda" "--device" "cuda" "--epochs" "4")
 "$py" -m monai.bundle run training --config_file bundles/cam_dmri/train.json "${run[@]}" 2>&1 | tail -n 5
 rm "$out/bundle_cuda/checkpoints/checkpoint_epoch=4.pt"
 "$py" -m monai.bundle run training --config_file bundles/cam_dmri/train.json "${run[@]}" --resume true 2>&1 | tail -n 3
-"$py" -m monai.bundle run evaluating --config_file bundles/cam_dmri/evaluate.json "${run[@]}" 2>&1 | tail -n 3
-"$py" -m monai.bundle run inference --config_file bundles/cam_dmri/inference.json "${run[@]}" 2>&1 | tail -n 3
+"$py" -m monai.bundle run evaluating --config_file "['bundles/cam_dmri/configs/train.json','bundles/cam_dmri/configs/evaluate.json']" "${run[@]}" 2>&1 | tail -n 3
+"$py" -m monai.bundle run inference --config_file "['bundles/cam_dmri/configs/train.json','bundles/cam_dmri/configs/inference.json']" "${run[@]}" 2>&1 | tail -n 3
 "$py" - "$out/bundle_cuda" <<'PY'
 import json, sys
 from pathlib import Path

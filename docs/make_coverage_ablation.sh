@@ -6,7 +6,7 @@
 # (from the repository root, in the project's venv, after docs/make_results.sh)
 set -euo pipefail
 size=${IMAGE_SIZE:-96}
-root=${RESULTS_DIR:-bundles/cam_dmri/runs/results}
+root=${RESULTS_DIR:-runs/results}
 out=${ABLATION_DIR:-${root}_coverage_any}
 runs=()
 for run in "$root"/*_fold*; do
@@ -17,7 +17,7 @@ for run in "$root"/*_fold*; do
   # the training run's config and metrics, so that hcp-cam compare reads this folder as that run
   cp "$run/config.json" "$out/$name/"
   cp -r "$run/metrics" "$out/$name/"
-  python -m monai.bundle run inference --config_file bundles/cam_dmri/inference.json \
+  python -m monai.bundle run inference --config_file "['bundles/cam_dmri/configs/train.json','bundles/cam_dmri/configs/inference.json']" \
     --arch "$arch" --network_width "$width" --image_size "$size" --num_folds 3 --fold "$fold" \
     --output_dir "$out/$name" --ckpt "$run/checkpoints/model.pt" \
     --cam_coverage any --cam_randomisation_check false

@@ -8,7 +8,7 @@ archs=("$@")
 [ ${#archs[@]} -gt 0 ] || archs=(alexnet vgg16 googlenet googlenet_gmp inception_v3)
 folds=3
 size=${IMAGE_SIZE:-96}                               # network input; IMAGE_SIZE=128 for 7x7-8x8 CAMs
-root=${RESULTS_DIR:-bundles/cam_dmri/runs/results}
+root=${RESULTS_DIR:-runs/results}
 for arch in "${archs[@]}"; do
   width=0.25
   [ "$arch" = vgg16 ] && width=0.125   # VGG16 is ~10x the compute of the others at the same width
@@ -16,8 +16,8 @@ for arch in "${archs[@]}"; do
     out=$root/${arch}_fold${fold}
     common=(--arch "$arch" --network_width "$width" --image_size "$size" --num_folds "$folds" --fold "$fold" --output_dir "$out")
     python -m monai.bundle run training --config_file bundles/cam_dmri/train.json "${common[@]}"
-    python -m monai.bundle run evaluating --config_file bundles/cam_dmri/evaluate.json "${common[@]}"
-    python -m monai.bundle run inference --config_file bundles/cam_dmri/inference.json "${common[@]}"
+    python -m monai.bundle run evaluating --config_file "['bundles/cam_dmri/configs/train.json','bundles/cam_dmri/configs/evaluate.json']" "${common[@]}"
+    python -m monai.bundle run inference --config_file "['bundles/cam_dmri/configs/train.json','bundles/cam_dmri/configs/inference.json']" "${common[@]}"
   done
 done
 hcp-cam compare "$root"/* --out "${RESULTS_TABLE:-docs/results_table}"

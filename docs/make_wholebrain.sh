@@ -6,13 +6,13 @@
 # (from the repository root, in the project's venv)
 set -euo pipefail
 folds=3
-root=${RESULTS_DIR:-bundles/cam_dmri/runs/results_wholebrain}
+root=${RESULTS_DIR:-runs/results_wholebrain}
 for fold in $(seq 0 $((folds - 1))); do
   out=$root/alexnet_fold${fold}
   common=(--arch alexnet --network_width 0.25 --image_size 96 --slice_selection mask
           --num_folds "$folds" --fold "$fold" --output_dir "$out")
   python -m monai.bundle run training --config_file bundles/cam_dmri/train.json "${common[@]}"
-  python -m monai.bundle run evaluating --config_file bundles/cam_dmri/evaluate.json "${common[@]}"
-  python -m monai.bundle run inference --config_file bundles/cam_dmri/inference.json "${common[@]}" --cam_slices all
+  python -m monai.bundle run evaluating --config_file "['bundles/cam_dmri/configs/train.json','bundles/cam_dmri/configs/evaluate.json']" "${common[@]}"
+  python -m monai.bundle run inference --config_file "['bundles/cam_dmri/configs/train.json','bundles/cam_dmri/configs/inference.json']" "${common[@]}" --cam_slices all
 done
 hcp-cam compare "$root"/* --out "${RESULTS_TABLE:-docs/results_table_wholebrain}"

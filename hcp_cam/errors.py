@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+__all__ = ["HcpCamError", "InputError", "ConfigError"]
+
 
 class HcpCamError(Exception):
     """Base class of every error hcp-cam raises on purpose (bad input, bad configuration)."""

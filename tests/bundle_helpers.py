@@ -21,6 +21,9 @@ __all__ = [
     "REPO_ROOT",
     "BUNDLE",
     "CONFIGS",
+    "TRAIN",
+    "EVALUATE",
+    "INFERENCE",
     "TINY",
     "TINY_SUBJECTS",
     "TinyData",
@@ -37,6 +40,10 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = REPO_ROOT / "bundles" / "cam_dmri"
 CONFIGS = BUNDLE / "configs"
+# the model-zoo way: evaluate.json and inference.json are overlays of train.json
+TRAIN = CONFIGS / "train.json"
+EVALUATE = [TRAIN, CONFIGS / "evaluate.json"]
+INFERENCE = [TRAIN, CONFIGS / "inference.json"]
 
 # small enough for a few seconds per run; image_size 48 is above every network's minimum (43)
 TINY: dict[str, Any] = {

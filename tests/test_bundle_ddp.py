@@ -33,7 +33,7 @@ def test_two_rank_training_on_cpu_splits_the_data_and_saves_once(pipeline, tiny_
     overlay = batch_recorder_overlay(
         tmp_path / "record_batches.json",
         record_dir,
-        REPO_ROOT / "bundles/cam_dmri/configs/multi_gpu_train.json",
+        REPO_ROOT / "bundles/cam_dmri/configs/train.json",
     )
     configs = [
         "bundles/cam_dmri/configs/train.json",

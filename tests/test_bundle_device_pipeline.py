@@ -10,7 +10,7 @@ import re
 import pandas as pd
 import pytest
 import torch
-from bundle_helpers import CONFIGS, output_of, run_bundle
+from bundle_helpers import CONFIGS, EVALUATE, output_of, run_bundle
 from test_bundle_train import HISTORY_COLUMNS
 
 
@@ -46,7 +46,7 @@ def test_device_pipeline_trains_validates_and_saves(device_run):
 def test_device_trained_model_evaluates_and_the_run_resumes(device_run, tiny_data):
     out, proc = device_run
     assert proc.returncode == 0, output_of(proc)[-4000:]
-    evaluated = run_bundle("evaluating", CONFIGS / "evaluate.json", out, tiny_data)
+    evaluated = run_bundle("evaluating", EVALUATE, out, tiny_data)
     assert evaluated.returncode == 0, output_of(evaluated)[-4000:]
     metrics = json.loads((out / "metrics" / "test_metrics.json").read_text())
     test_subjects = {e["subject"] for e in json.loads((out / "datalist.json").read_text())["test"]}

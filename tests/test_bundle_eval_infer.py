@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from bundle_helpers import CONFIGS, output_of, run_bundle
+from bundle_helpers import EVALUATE, INFERENCE, output_of, run_bundle
 
 TEST_METRIC_KEYS = (
     "subject_accuracy",
@@ -29,14 +29,14 @@ TEST_METRIC_KEYS = (
 def evaluated(trained_run, tiny_data):
     out, train_proc = trained_run
     assert train_proc.returncode == 0, output_of(train_proc)[-4000:]
-    return out, run_bundle("evaluating", CONFIGS / "evaluate.json", out, tiny_data)
+    return out, run_bundle("evaluating", EVALUATE, out, tiny_data)
 
 
 @pytest.fixture(scope="module")
 def inferred(trained_run, tiny_data):
     out, train_proc = trained_run
     assert train_proc.returncode == 0, output_of(train_proc)[-4000:]
-    return out, run_bundle("inference", CONFIGS / "inference.json", out, tiny_data)
+    return out, run_bundle("inference", INFERENCE, out, tiny_data)
 
 
 def _test_subjects(out) -> set[str]:
@@ -107,3 +107,17 @@ def test_inference_scores_localization_and_randomisation(inferred, tiny_data):
     assert isinstance(check["passed"], bool)
     assert -1.0 <= check["spearman"]["all_layers"] <= 1.0
     assert check["n_inputs"] > 0
+
+
+def test_evaluate_and_inference_end_with_the_run_report(evaluated, inferred):
+    """Both runs write ``report.html`` at their end; after inference it holds the CAM viewer of every
+    test subject (evaluating ran first, so inference rewrote the page with what exists then)."""
+    for _, proc in (evaluated, inferred):
+        assert proc.returncode == 0, output_of(proc)[-4000:]
+    out = inferred[0]
+    page = (out / "report.html").read_text()
+    metrics = json.loads((out / "metrics" / "test_metrics.json").read_text())
+    assert f"{metrics['subject_accuracy']:.3f}" in page
+    for subject in _test_subjects(out):
+        assert subject in page
+    assert "report.html" in output_of(inferred[1])

@@ -53,8 +53,14 @@ def _shipped_files() -> list[Path]:
     ]
 
 
-def _inference_defaults() -> dict:
-    return json.loads((CONFIGS / "inference.json").read_text())
+# the network is defined once, in train.json (inference.json is an overlay of it), so the
+# model-zoo checks take it from there: model-zoo's ci/bundle_custom_data.py entry
+# {"cam_dmri": {"net_id": "network_def", "config_file": "configs/train.json"}}
+NET_CONFIG = CONFIGS / "train.json"
+
+
+def _network_defaults() -> dict:
+    return json.loads(NET_CONFIG.read_text())
 
 
 def test_verify_metadata_against_monai_schema():
@@ -73,7 +79,7 @@ def test_verify_net_in_out_command_line_inception_v3():
         "--meta_file",
         str(CONFIGS / "metadata.json"),
         "--config_file",
-        str(CONFIGS / "inference.json"),
+        str(NET_CONFIG),
         "--bundle_root",
         str(BUNDLE),
         "--arch",
@@ -90,14 +96,14 @@ def test_verify_net_in_out_every_arch_with_shipped_metadata_shape(arch):
 
     meta = json.loads((CONFIGS / "metadata.json").read_text())
     shape = meta["network_data_format"]["inputs"]["image"]["spatial_shape"]
-    net = get_network(arch, width=_inference_defaults()["network_width"])
+    net = get_network(arch, width=_network_defaults()["network_width"])
     assert min(shape) >= net.min_input_size, (
         f"metadata input {shape} is below {arch}'s minimum {net.min_input_size}"
     )
     verify_net_in_out(
         net_id="network_def",
         meta_file=str(CONFIGS / "metadata.json"),
-        config_file=str(CONFIGS / "inference.json"),
+        config_file=str(NET_CONFIG),
         bundle_root=str(BUNDLE),
         arch=arch,
     )
@@ -105,7 +111,7 @@ def test_verify_net_in_out_every_arch_with_shipped_metadata_shape(arch):
 
 @pytest.mark.filterwarnings("ignore:.*torch.jit.load.*is deprecated:DeprecationWarning")
 def test_ckpt_export_torchscript_matches_eager(tmp_path):
-    cfg = _inference_defaults()
+    cfg = _network_defaults()
     net = get_network(
         cfg["arch"],
         spatial_dims=cfg["spatial_dims"],
@@ -116,7 +122,7 @@ def test_ckpt_export_torchscript_matches_eager(tmp_path):
     )
     shipped = BUNDLE / "models" / "model.pt"
     if shipped.is_file():
-        check_model_checkpoint(shipped, net)  # the shipped weights fit the inference.json network
+        check_model_checkpoint(shipped, net)  # the shipped weights fit the bundle's network
         ckpt = shipped
     else:  # until the real weights ship: export freshly initialised ones
         ckpt = tmp_path / "model.pt"
@@ -134,7 +140,7 @@ def test_ckpt_export_torchscript_matches_eager(tmp_path):
         "--meta_file",
         str(CONFIGS / "metadata.json"),
         "--config_file",
-        str(CONFIGS / "inference.json"),
+        str(NET_CONFIG),
         "--bundle_root",
         str(BUNDLE),
     )

@@ -7,7 +7,7 @@ and returns that subject's (random) label. The leak is a property of the split, 
 neighbour classifier on the project's own normalised slices shows it in seconds.
 
 (b) After tiny training through the bundle, eval-mode predictions on held-out subjects are not
-all the same (findings.md: shifted batch-norm statistics once gave every subject p = 0.99).
+all the same (docs/architecture.md, "Lessons": shifted batch-norm statistics once gave every subject p = 0.99).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from bundle_helpers import CONFIGS, output_of, run_bundle
+from bundle_helpers import CONFIGS, EVALUATE, output_of, run_bundle
 
 from hcp_cam.training.data import build_transforms, prepare_data
 
@@ -80,9 +80,7 @@ def test_eval_mode_predictions_on_held_out_subjects_are_not_constant(tiny_data, 
     # the last epoch's weights: model.pt keeps the first epoch with the best validation slice
     # accuracy, which on 2 validation subjects ties early, with a barely trained network
     last = out / "checkpoints" / f"checkpoint_epoch={epochs}.pt"
-    proc = run_bundle(
-        "evaluating", CONFIGS / "evaluate.json", out, tiny_data, {"epochs": epochs, "ckpt": last}
-    )
+    proc = run_bundle("evaluating", EVALUATE, out, tiny_data, {"epochs": epochs, "ckpt": last})
     assert proc.returncode == 0, output_of(proc)[-3000:]
     metrics = json.loads((out / "metrics" / "test_metrics.json").read_text())
     # spread, not the argmax flag: with 2 test subjects a small shared bias puts both on one side

@@ -138,7 +138,7 @@ def test_subject_and_slice_metrics():
 
 
 def test_constant_predictions_detected():
-    # the batch-norm failure from findings.md: every held-out subject gets p = 0.99
+    # the batch-norm failure of docs/architecture.md, "Lessons": every held-out subject gets p = 0.99
     subjects = [f"s{i // 2}" for i in range(10)]
     y = [0] * 6 + [1] * 4
     m = subject_and_slice_metrics(subjects, y, np.full(10, 0.99))

@@ -28,7 +28,7 @@ from matplotlib.patches import Rectangle
 from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 
 from hcp_cam.errors import InputError
-from hcp_cam.reports.plots import save_figure
+from hcp_cam.figure_io import save_figure
 
 __all__ = ["peak_planes", "to_ras", "orthogonal_overlay", "network_comparison_figure", "cohort_figure"]
 

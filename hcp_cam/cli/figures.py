@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+__all__ = ["register"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -34,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _cohort_names(runs) -> list[str]:
     """``cohort_<arch>[_fold<k>]``: the fold when the run is one of several folds; unique names."""
-    from hcp_cam.cam.gallery import safe_name
+    from hcp_cam.reports.gallery import safe_name
 
     archs = [r.arch for r in runs]
     names = []
@@ -51,7 +53,7 @@ def _cohort_names(runs) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     # imported here, not at the top: `hcp-cam --help` must not wait for torch and MONAI
-    from hcp_cam.cam.gallery import (
+    from hcp_cam.reports.gallery import (
         load_cohort,
         load_network_comparison,
         safe_name,

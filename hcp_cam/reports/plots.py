@@ -1,8 +1,7 @@
 """Result plots as PNG: training curves, precision-recall / ROC / confusion matrix, image grids.
 
-Figures are built on :class:`matplotlib.figure.Figure` with an Agg canvas, never through
-``pyplot``: no global backend, no display, no figure left open. Every file is written through
-:func:`hcp_cam.io.atomic_path`.
+Figures come from :func:`hcp_cam.figure_io.new_figure` (an Agg canvas, no ``pyplot``) and are
+written atomically by :func:`hcp_cam.figure_io.save_figure`.
 """
 
 from __future__ import annotations
@@ -13,11 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from hcp_cam.errors import InputError
-from hcp_cam.io import atomic_path
+from hcp_cam.figure_io import new_figure, save_figure
 from hcp_cam.training.metrics import (
     average_precision,
     confusion_matrix,
@@ -30,20 +27,6 @@ __all__ = ["new_figure", "save_figure", "plot_training_curves", "plot_pr_roc_con
 
 HISTORY_COLUMNS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 OPTIONAL_COLUMNS = ("val_subject_accuracy", "val_roc_auc")
-
-
-def new_figure(width: float, height: float, dpi: int = 100) -> Figure:
-    """A figure of ``width`` x ``height`` inches on its own Agg canvas (no pyplot state)."""
-    fig = Figure(figsize=(width, height), dpi=dpi)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save_figure(fig: Figure, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
-    """Write ``fig`` as PNG to ``path`` atomically; ``metadata`` goes into PNG text chunks."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", metadata=metadata)
-    return Path(path)
 
 
 def _read_history(history: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:

@@ -1,42 +1,27 @@
-"""Ignite handlers the bundle attaches to MONAI's engines.
+"""Ignite handlers of training: what the engines compute, before anything is written or plotted.
 
+- :func:`stack_output`: MONAI's decollated engine output back into ``(pred, label)`` tensors.
+- :class:`SliceCollector`: per-slice probabilities, labels and ids over one evaluation.
 - :class:`SubjectMetricsHandler` (evaluator): slice probabilities aggregated per subject, the
   number that matters for a person, written into ``engine.state.metrics``.
-- :class:`HistoryHandler` (trainer): one row per epoch in ``metrics/history.csv`` and, at the
-  end, the seed's accuracy and loss curves as PNG.
-- :class:`TestReportHandler` (evaluator): ``metrics/test_metrics.json``, per-subject and
-  per-slice predictions as CSV, precision-recall, ROC and confusion-matrix PNGs.
-- :class:`ImageGridHandler` (evaluator): a TensorBoard image grid of the first batch.
+
+The handlers that write files and figures (history, test report, image grid) are in
+:mod:`hcp_cam.reports.handlers`, beside the plots they draw.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from ignite.engine import Engine, Events
 
-from hcp_cam.io import atomic_path, write_json_atomic
-from hcp_cam.training.metrics import (
-    aggregate_by_subject,
-    constant_prediction_warning,
-    subject_and_slice_metrics,
-)
+from hcp_cam.training.metrics import constant_prediction_warning, subject_and_slice_metrics
 
-__all__ = [
-    "stack_output",
-    "SubjectMetricsHandler",
-    "HistoryHandler",
-    "TestReportHandler",
-    "ImageGridHandler",
-]
+__all__ = ["stack_output", "SliceCollector", "SubjectMetricsHandler"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +44,7 @@ def stack_output(keys: Sequence[str] = ("pred", "label")) -> Callable[[Any], tup
     return _transform
 
 
-class _Collector:
+class SliceCollector:
     """Collects, per iteration, softmax probabilities, labels and subject/acquisition ids."""
 
     def __init__(self) -> None:
@@ -115,7 +100,7 @@ class SubjectMetricsHandler:
 
     def __init__(self, prefix: str = "val_") -> None:
         self.prefix = prefix
-        self.collector = _Collector()
+        self.collector = SliceCollector()
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_STARTED, lambda e: self.collector.reset())
@@ -134,175 +119,3 @@ class SubjectMetricsHandler:
         for k, v in m.items():
             if k not in skip and isinstance(v, (int, float, np.floating, np.integer)):
                 engine.state.metrics[f"{self.prefix}{k}"] = float(v)
-
-
-class HistoryHandler:
-    """One row per epoch of training and validation numbers in ``history.csv``; curves at the end.
-
-    Args:
-        out_dir: the run's ``metrics`` folder.
-        evaluator: the validation evaluator whose ``state.metrics`` are recorded.
-        figures_dir: where ``curves.png``, ``accuracy.png`` and ``loss.png`` go at the end.
-    """
-
-    def __init__(
-        self, out_dir: str | os.PathLike, evaluator: Engine | None = None, figures_dir: str | None = None
-    ):
-        self.out_dir = Path(out_dir)
-        self.evaluator = evaluator
-        self.figures_dir = Path(figures_dir) if figures_dir else self.out_dir.parent / "figures"
-        self._losses: list[float] = []
-
-    @property
-    def csv_path(self) -> Path:
-        return self.out_dir / "history.csv"
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: self._losses.clear())
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
-        engine.add_event_handler(Events.COMPLETED, self.completed)
-
-    def _iteration(self, engine: Engine) -> None:
-        out = engine.state.output
-        rows = out if isinstance(out, list) else [out]
-        loss = rows[0].get("loss") if rows and isinstance(rows[0], dict) else None
-        if loss is not None:
-            self._losses.append(float(loss))
-
-    def epoch_completed(self, engine: Engine) -> None:
-        row: dict[str, Any] = {"epoch": engine.state.epoch}
-        row["train_loss"] = float(np.mean(self._losses)) if self._losses else math.nan
-        for k, v in engine.state.metrics.items():
-            row[k if k.startswith("train_") else f"train_{k}"] = _scalar(v)
-        if self.evaluator is not None:
-            for k, v in self.evaluator.state.metrics.items():
-                row[k if k.startswith("val_") else f"val_{k}"] = _scalar(v)
-        optimizer = getattr(engine, "optimizer", None)
-        if optimizer is not None:
-            row["lr"] = float(optimizer.param_groups[0]["lr"])
-        history = pd.read_csv(self.csv_path) if self.csv_path.is_file() else pd.DataFrame()
-        if not history.empty:
-            # a resumed run rewrites the epochs it repeats
-            history = history[history["epoch"] < row["epoch"]]
-        history = pd.concat([history, pd.DataFrame([row])], ignore_index=True)
-        with atomic_path(self.csv_path) as tmp:
-            history.to_csv(tmp, index=False)
-
-    def completed(self, engine: Engine) -> None:
-        if not self.csv_path.is_file():
-            return
-        from hcp_cam.reports.plots import plot_training_curves
-
-        paths = plot_training_curves(self.csv_path, self.figures_dir)
-        logger.info("training curves: %s", ", ".join(str(p) for p in paths))
-
-
-def _scalar(v: Any) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-class TestReportHandler:
-    """Writes the test-set report when the evaluator completes.
-
-    Files under ``output_dir``: ``metrics/test_metrics.json``, ``metrics/test_subject_predictions.csv``,
-    ``metrics/test_slice_predictions.csv``, ``figures/test_pr.png``, ``test_roc.png``,
-    ``test_confusion.png`` (names from :func:`hcp_cam.reports.plots.plot_pr_roc_confusion`).
-    """
-
-    def __init__(self, output_dir: str | os.PathLike, labels: Sequence[str], prefix: str = "test"):
-        self.output_dir = Path(output_dir)
-        self.labels = list(labels)
-        self.prefix = prefix
-        self.collector = _Collector()
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: self.collector.reset())
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collector.update)
-        engine.add_event_handler(Events.COMPLETED, self.completed)
-
-    def completed(self, engine: Engine) -> None:
-        subjects, y, prob = self.collector.arrays()
-        metrics = subject_and_slice_metrics(subjects, y, prob)
-        metrics["labels"] = self.labels
-        metrics_dir = self.output_dir / "metrics"
-        write_json_atomic(metrics, metrics_dir / f"{self.prefix}_metrics.json")
-        c = self.collector
-        slice_df = pd.DataFrame(
-            {"subject": c.subject, "acquisition": c.acquisition, "axis": c.axis, "index": c.index, "label": y}
-        )
-        for j, name in enumerate(self.labels):
-            slice_df[f"prob_{name}"] = prob[:, j]
-        slice_df["predicted"] = prob.argmax(1)
-        with atomic_path(metrics_dir / f"{self.prefix}_slice_predictions.csv") as tmp:
-            slice_df.to_csv(tmp, index=False)
-        subj, y_s, prob_s = aggregate_by_subject(subjects, y, prob)
-        subj_df = pd.DataFrame({"subject": subj, "label": y_s, "group": [self.labels[i] for i in y_s]})
-        for j, name in enumerate(self.labels):
-            subj_df[f"prob_{name}"] = prob_s[:, j]
-        subj_df["predicted"] = prob_s.argmax(1)
-        subj_df["predicted_group"] = [self.labels[i] for i in subj_df["predicted"]]
-        subj_df["correct"] = subj_df["predicted"] == subj_df["label"]
-        with atomic_path(metrics_dir / f"{self.prefix}_subject_predictions.csv") as tmp:
-            subj_df.to_csv(tmp, index=False)
-        from hcp_cam.reports.plots import plot_pr_roc_confusion
-
-        score = prob_s[:, 1] if prob_s.shape[1] == 2 else prob_s
-        plot_pr_roc_confusion(
-            y_s, score, prob_s.argmax(1), self.labels, self.output_dir / "figures", prefix=self.prefix
-        )
-        engine.state.metrics.update(
-            {f"{self.prefix}_{k}": v for k, v in metrics.items() if isinstance(v, float)}
-        )
-        logger.info(
-            "%s: subject accuracy %.3f (majority baseline %.3f), slice accuracy %.3f, AUC %.3f, %d subjects",
-            self.prefix,
-            metrics["subject_accuracy"],
-            metrics["majority_baseline"],
-            metrics["slice_accuracy"],
-            metrics["roc_auc"],
-            metrics["n_subjects"],
-        )
-        warning = constant_prediction_warning(metrics)
-        if warning:
-            logger.warning("%s: %s", self.prefix, warning)
-
-
-class ImageGridHandler:
-    """Adds a grid of the first validation batch's input images to TensorBoard every epoch.
-
-    Args:
-        summary_writer: a ``torch.utils.tensorboard.SummaryWriter``.
-        trainer: whose epoch numbers the images are logged at.
-        max_images: how many images of the batch the grid shows.
-    """
-
-    def __init__(
-        self,
-        summary_writer: Any,
-        trainer: Engine | None = None,
-        max_images: int = 16,
-        tag: str = "val_inputs",
-    ):
-        self.writer = summary_writer
-        self.trainer = trainer
-        self.max_images = max_images
-        self.tag = tag
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.ITERATION_COMPLETED(once=1), self._log)
-
-    def _log(self, engine: Engine) -> None:
-        from hcp_cam.reports.plots import image_grid
-
-        out = engine.state.output
-        rows = out if isinstance(out, list) else [out]
-        images = [torch.as_tensor(r["image"]).detach().cpu() for r in rows[: self.max_images]]
-        if not images or images[0].ndim != 3:  # 2D slices only: (1, H, W)
-            return
-        grid = image_grid(torch.stack(images).numpy(), nrow=int(math.ceil(math.sqrt(len(images)))))
-        step = self.trainer.state.epoch if self.trainer is not None else engine.state.epoch
-        self.writer.add_image(self.tag, grid, step)

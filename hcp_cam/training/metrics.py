@@ -5,7 +5,7 @@ probabilities are therefore averaged per subject (:func:`aggregate_by_subject`) 
 numbers are subject level (:func:`subject_and_slice_metrics`). Two guards come with them:
 ``majority_baseline`` (the accuracy of always answering the most frequent class) and
 ``prediction_spread`` / ``constant_predictions``, which catch a network that gives every held-out
-subject the same answer (findings.md: with batch-norm statistics shifted, every subject got
+subject the same answer (docs/architecture.md, "Lessons": with batch-norm statistics shifted, every subject got
 p = 0.99 and accuracy fell to the class ratio).
 
 Conventions: ``y_true`` holds integer class indices ``0..C-1``; ``prob`` is ``(N, C)`` class
@@ -298,7 +298,7 @@ def constant_prediction_warning(metrics: dict, auc_ranked: float = 0.8) -> str |
     Two causes read differently: a subject ROC AUC of at least ``auc_ranked`` means the network still
     ranks the subjects, and the probabilities only sit on one side of 0.5 (a calibration shift, e.g.
     when most slices of a whole brain carry no evidence: docs/results.md); a low AUC means the answers
-    do not depend on the subject (findings.md: shifted batch-norm statistics gave every subject p = 0.99).
+    do not depend on the subject (docs/architecture.md, "Lessons": shifted batch-norm statistics gave every subject p = 0.99).
 
     Args:
         metrics: the output of :func:`subject_and_slice_metrics`.

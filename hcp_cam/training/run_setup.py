@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,12 @@ from hcp_cam.errors import ConfigError
 from hcp_cam.io import write_json_atomic
 
 __all__ = [
-    "find_bundle_root",
+    "default_output_dir",
+    "default_cache_dir",
+    "is_main_rank",
+    "on_main_rank",
+    "init_distributed",
+    "destroy_distributed",
     "resolve_device",
     "resolve_data_pipeline",
     "resolve_amp",
@@ -57,56 +61,87 @@ RUN_CONFIG_KEYS = (
 )
 
 
-def find_bundle_root(default: str | os.PathLike | None = None) -> str:
-    """Return the bundle folder (the one holding ``configs/metadata.json``).
+def default_output_dir(
+    bundle_root: str | os.PathLike,
+    arch: str,
+    num_folds: Any = 1,
+    fold: Any = 0,
+    base: str | os.PathLike | None = None,
+) -> str:
+    """``<base>/runs/<arch>``, with ``_fold<k>`` when the run is one fold of a k-fold split.
 
-    ``python -m monai.bundle run --config_file X`` does not tell the config where ``X`` is, so the
-    folder is taken from the ``--config_file`` argument of the running command (symlinks
-    resolved, so ``bundles/cam_dmri/train.json -> configs/train.json`` gives ``bundles/cam_dmri``);
-    else the current folder if it is a bundle; else ``default``; else the bundle shipped in this
-    repository. Override with ``--bundle_root DIR``.
+    ``base`` is the current working directory by default: the outputs of a run land where it is
+    started, as for any command, and never inside the bundle folder, which may be read-only or
+    shared (a copy of the model zoo's bundle, a package's data).
+
+    Args:
+        bundle_root: the bundle folder (:func:`hcp_cam.bundle.bundle_root`).
+        arch: the network's name.
+        num_folds, fold: the k-fold setting (``num_folds <= 1``: a hold-out run).
+        base: where ``runs/`` goes; ``None``: the current working directory.
+
+    Returns:
+        an absolute path.
+
+    Raises:
+        ConfigError: the folder would lie inside ``bundle_root`` (the run was started from inside the
+            bundle): pass ``--output_dir`` or start it elsewhere.
     """
-    for cfg in _config_files_from_argv(sys.argv):
-        root = _bundle_of(Path(cfg))
-        if root is not None:
-            return str(root)
-    if (Path.cwd() / "configs" / "metadata.json").is_file():
-        return str(Path.cwd())
-    if default is not None:
-        return str(Path(default))
-    shipped = Path(__file__).resolve().parents[2] / "bundles" / "cam_dmri"
-    return str(shipped)
+    name = str(arch) if int(num_folds or 1) <= 1 else f"{arch}_fold{int(fold or 0)}"
+    out = Path(
+        os.path.abspath(os.path.join(os.fspath(base if base is not None else os.getcwd()), "runs", name))
+    )
+    bundle = Path(os.path.abspath(os.fspath(bundle_root)))
+    if out == bundle or bundle in out.parents:
+        raise ConfigError(
+            f"the default output_dir {out} would lie inside the bundle folder {bundle}; run the command from "
+            "another folder or pass --output_dir"
+        )
+    return str(out)
 
 
-def _config_files_from_argv(argv: list[str]) -> list[str]:
-    out: list[str] = []
-    for i, arg in enumerate(argv):
-        value = None
-        if arg == "--config_file" and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif arg.startswith("--config_file="):
-            value = arg.split("=", 1)[1]
-        if value is None:
-            continue
-        value = value.strip()
-        if value.startswith("["):  # a list of files, as fire passes it
-            try:
-                out.extend(str(v) for v in json.loads(value.replace("'", '"')))
-            except json.JSONDecodeError:
-                continue
-        else:
-            out.extend(v.strip() for v in value.split(","))
-    return out
+def default_cache_dir() -> str:
+    """The per-user cache, ``$XDG_CACHE_HOME/hcp-cam`` or ``~/.cache/hcp-cam`` (not created here):
+    FA maps, computed brain masks, pybids' index and the demo data (:mod:`hcp_cam.data.cache`)."""
+    from hcp_cam.data.cache import user_cache_dir
+
+    return str(user_cache_dir())
 
 
-def _bundle_of(config_file: Path) -> Path | None:
-    if not config_file.exists():
-        return None
-    real = config_file.resolve()
-    for parent in (real.parent, real.parent.parent):
-        if (parent / "configs" / "metadata.json").is_file():
-            return parent
-    return None
+def is_main_rank() -> bool:
+    """True outside ``torch.distributed`` and on rank 0: the process that writes logs and files."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def on_main_rank(items: Any) -> Any:
+    """``items`` (e.g. a list of handlers) on the main rank, an empty list on the other ranks."""
+    return items if is_main_rank() else []
+
+
+def init_distributed(device: str | torch.device) -> bool:
+    """Join the ``torchrun`` process group (NCCL on CUDA, gloo on a CPU) and pin this rank's GPU.
+
+    Returns:
+        ``True`` (a process group is initialised).
+    """
+    import torch.distributed as dist
+
+    dev = torch.device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    return True
+
+
+def destroy_distributed() -> None:
+    """Leave the process group at the end of a ``torchrun`` run."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -130,7 +165,7 @@ def _auto(value: Any) -> bool:
 def resolve_data_pipeline(pipeline: str | None, device: str | torch.device, spatial_dims: int = 2) -> str:
     """The training data pipeline: ``"monai"`` (the per-slice MONAI chain in a ``DataLoader`` on the
     CPU) or ``"device"`` (slices cached on the device, batched augmentation there; see
-    :mod:`hcp_cam.training.device_pipeline`).
+    :mod:`hcp_cam.training.device`).
 
     Args:
         pipeline: ``"auto"``/``None`` (``"device"`` on CUDA for 2D slices, else ``"monai"``),
@@ -216,9 +251,15 @@ def check_image_size(network: torch.nn.Module, image_size: int) -> torch.nn.Modu
         ``network``, unchanged.
 
     Raises:
-        ConfigError: ``image_size`` is below the network's minimum; the message states it.
+        ConfigError: ``image_size`` is not a whole number >= 1, or is below the network's minimum;
+            the message states it.
     """
     minimum = int(getattr(network, "min_input_size", 1))
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ConfigError(
+            f"image_size must be a whole number of voxels >= 1 (the side slices are resized to), got "
+            f"{image_size!r}; use --image_size {minimum} or more"
+        )
     if int(image_size) < minimum:
         arch = getattr(network, "arch", type(network).__name__)
         raise ConfigError(
@@ -271,8 +312,9 @@ def prepare_output_dir(
 
 
 def record_run_config(output_dir: str | os.PathLike, settings: Mapping[str, Any]) -> str:
-    """Write ``config.json`` of a run folder already checked by :func:`prepare_output_dir`."""
-    return prepare_output_dir(output_dir, settings, resume=True, write=True)
+    """Write ``config.json`` of a run folder already checked by :func:`prepare_output_dir` (on the main
+    rank only: under ``torch.distributed`` the other ranks write nothing)."""
+    return prepare_output_dir(output_dir, settings, resume=True, write=is_main_rank())
 
 
 def _plain(value: Any) -> Any:

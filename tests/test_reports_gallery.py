@@ -1,4 +1,4 @@
-"""Figures across networks and subjects (hcp_cam.cam.gallery, `hcp-cam figures`) on real run folders.
+"""Figures across networks and subjects (hcp_cam.reports.gallery, `hcp-cam figures`) on real run folders.
 
 Each fake run folder is what the bundle's inference leaves: ``config.json``, ``cam/summary.csv`` and
 ``cam/<subject>/<acquisition>_cam01.nii.gz``, written with nibabel; the FA maps are real NIfTI files
@@ -17,7 +17,9 @@ from matplotlib.image import imread
 from PIL import Image
 
 from hcp_cam.cam.figures import peak_planes
-from hcp_cam.cam.gallery import (
+from hcp_cam.cli import main
+from hcp_cam.errors import InputError
+from hcp_cam.reports.gallery import (
     cohort,
     cohort_means,
     load_cohort,
@@ -26,8 +28,6 @@ from hcp_cam.cam.gallery import (
     read_cam_run,
     run_labels,
 )
-from hcp_cam.cli import main
-from hcp_cam.errors import InputError
 
 SHAPE = (12, 14, 10)
 AFFINE = np.array([[2.0, 0, 0, -12], [0, 2, 0, -14], [0, 0, 2.5, -10], [0, 0, 0, 1]])
