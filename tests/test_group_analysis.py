@@ -93,6 +93,39 @@ def test_unknown_cam_voxels_stay_unknown(result):
     assert np.isnan(p).mean() > 0.5 and np.nanmin(p) >= 1 / (PERMS + 1)
 
 
+def test_the_report_reads_what_the_group_analysis_writes(result, tmp_path):
+    """``hcp-cam report`` on a real group output: the file and column names agree (``regions.csv``'s
+    ``p_value``, ``registration_qc.csv``'s ``subject`` and ``flagged``), and NaN (unknown) is shown as 0."""
+    from report_helpers import page_scenes
+
+    from hcp_cam.reports.embed import decode_nifti
+    from hcp_cam.reports.group_report import write_group_report
+
+    out = tmp_path / "copy"
+    shutil.copytree(result.out_dir, out, ignore=shutil.ignore_patterns("subjects", "transforms"))
+    qc = pd.read_csv(out / "registration_qc.csv", dtype={"key": str, "subject": str})
+    flagged = qc["subject"].iloc[-1]
+    qc.loc[qc.index[-1], "flagged"] = True  # as a registration below qc_threshold is written
+    qc.to_csv(out / "registration_qc.csv", index=False)
+    text = write_group_report(out).read_text(encoding="utf-8")
+    scenes, blobs = page_scenes(text)
+    assert [s["id"] for s in scenes] == ["difference", "difference-significant", "difference-t", "difference-fa",
+                                         "mean-old", "mean-young"]  # fmt: skip
+    diff = np.asarray(nib.load(out / "group_difference_cam.nii.gz").dataobj)
+    assert np.isnan(diff).any()
+    shown = decode_nifti(blobs[scenes[0]["volumes"][1]["ref"]]).get_fdata()
+    vmax = np.nanmax(np.abs(diff))
+    assert (
+        np.abs(shown - np.nan_to_num(diff)).max() <= vmax / 127 / 2 + 1e-6
+        and (shown[np.isnan(diff)] == 0).all()
+    )
+    peak = result.summary["cam_difference_peak"]["mm"]  # the cursor starts at the peak |difference|
+    np.testing.assert_allclose(scenes[0]["peak_mm"], peak, atol=1e-3)
+    first = text.split("Atlas regions")[1].split("<tbody><tr>")[1].split("</tr>")[0]
+    assert "effect_region" in first  # sorted by p_value: the planted region first
+    assert f"registration flagged (flagged): {flagged}" in text
+
+
 def test_a_label_shuffled_cohort_gives_no_significant_label(result, data, tmp_path):
     out = tmp_path / "shuffled"
     shutil.copytree(result.out_dir / "transforms", out / "transforms")  # the cache travels with its records

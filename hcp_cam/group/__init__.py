@@ -4,12 +4,13 @@ permutation tests, atlas tables, quality control.
 ``run_group_analysis(run_dirs, out_dir, ...)`` is what ``hcp-cam group`` and the bundle's
 ``group_analysis`` step run; the modules hold its parts: ``runs`` (the cohort from bundle run
 folders), ``template``, ``registration``, ``warping``, ``permutation``, ``atlas``, ``tables``,
-``figures`` and ``subject_space`` (template-space maps back to a subject's grid).
+``outputs`` (the maps and tables of one call, all or none), ``figures``, ``subject_space``
+(template-space maps back to a subject's grid) and ``bundle`` (the bundle's step).
 """
 
-from hcp_cam.group.analysis import GroupResult, array_digest, parse_shard, run_group_analysis
+from hcp_cam.group.analysis import GroupResult, array_digest, check_inputs, parse_shard, run_group_analysis
 from hcp_cam.group.atlas import Atlas, load_atlas, read_label_table
-from hcp_cam.group.bundle import bundle_step
+from hcp_cam.group.bundle import bundle_step, check_bundle_step
 from hcp_cam.group.images import array_from_sitk, to_sitk
 from hcp_cam.group.permutation import PermutationResult, permutation_test
 from hcp_cam.group.registration import Registration, RegistrationSettings, register
@@ -29,7 +30,9 @@ __all__ = [
     "array_digest",
     "array_from_sitk",
     "build_template",
+    "check_inputs",
     "bundle_step",
+    "check_bundle_step",
     "collect_cohort",
     "inverse_transform",
     "known_cam_voxels",

@@ -11,22 +11,18 @@ value is unknown or was not tested)::
     group_difference_fa.nii.gz, _t.nii.gz, _p.nii.gz
     clusters.csv, regions.csv (with an atlas), registration_qc.csv, group_overview.png, group.json
 
-The outputs other than the caches are written to a staging folder inside ``OUT`` and moved into
-place at the end: a failed call leaves the previous outputs (or none), never a mix.
+Here: the checks, the template and the registrations (cached under ``transforms/``); the maps,
+tests and tables are written by :func:`hcp_cam.group.outputs.write_outputs`, all or none.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -36,38 +32,16 @@ from tqdm import tqdm
 from hcp_cam.errors import ConfigError, InputError
 from hcp_cam.group.atlas import Atlas, load_atlas
 from hcp_cam.group.images import check_rigid_affine, file_digest, to_sitk
-from hcp_cam.group.permutation import permutation_test
+from hcp_cam.group.outputs import GroupResult, write_outputs
 from hcp_cam.group.registration import RegistrationSettings, cached_registration
 from hcp_cam.group.runs import Cohort, collect_cohort
-from hcp_cam.group.tables import cluster_table, region_table
 from hcp_cam.group.template import build_template, load_template, template_mask
 from hcp_cam.group.warping import resample
-from hcp_cam.io import atomic_path, load_nifti, save_nifti_like, write_json_atomic
+from hcp_cam.io import load_nifti, save_nifti_like, write_json_atomic
 
-__all__ = ["GroupResult", "parse_shard", "run_group_analysis", "array_digest"]
+__all__ = ["GroupResult", "array_digest", "check_inputs", "parse_shard", "run_group_analysis"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class GroupResult:
-    """What :func:`run_group_analysis` did.
-
-    Attributes:
-        out_dir: the output folder.
-        files: the outputs written (relative to ``out_dir``), caches included.
-        qc: ``registration_qc.csv`` as a table (the shard's acquisitions only, with ``shard``).
-        regions: ``regions.csv`` (``None`` without an atlas, or for a shard).
-        clusters: ``clusters.csv`` (``None`` for a shard).
-        summary: ``group.json``'s content.
-    """
-
-    out_dir: Path
-    files: list[str]
-    qc: pd.DataFrame
-    regions: pd.DataFrame | None = None
-    clusters: pd.DataFrame | None = None
-    summary: dict = dataclasses.field(default_factory=dict)
 
 
 def parse_shard(text: str | Sequence[int] | None) -> tuple[int, int] | None:
@@ -172,41 +146,47 @@ def _template(
     return load_template(path), record
 
 
-class _Stage:
-    """Outputs written under a staging folder in ``out`` and moved into place by :meth:`commit`."""
+def check_inputs(
+    out_dir: str | os.PathLike,
+    template: str | os.PathLike | None = None,
+    atlas: str | os.PathLike | None = None,
+    atlas_labels: str | os.PathLike | None = None,
+    permutations: int = 1000,
+    seed: int = 0,
+    shard: str | Sequence[int] | None = None,
+    deformable: str | None = None,
+    metric: str = "correlation",
+    qc_threshold: float = 0.8,
+    alpha: float = 0.05,
+    min_coverage: float = 0.5,
+    sampling: float = 1.0,
+) -> tuple[RegistrationSettings, tuple[int, int] | None, nib.Nifti1Image | None, Atlas | None]:
+    """Everything :func:`run_group_analysis` checks before it reads the runs (same arguments).
 
-    def __init__(self, out: Path):
-        out.mkdir(parents=True, exist_ok=True)
-        self.out = out
-        self.dir = Path(tempfile.mkdtemp(prefix=".group-staging-", dir=out))
-        self.files: list[str] = []
+    Returns:
+        ``(settings, shard, template image or None, atlas or None)``.
 
-    def path(self, rel: str) -> Path:
-        self.files.append(rel)
-        p = self.dir / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        return p
-
-    def commit(self, previous: list[str]) -> None:
-        for rel in self.files:
-            dest = self.out / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.dir / rel, dest)
-        for rel in set(previous) - set(self.files):  # outputs of an earlier call this one did not make
-            stale = self.out / rel
-            if stale.is_file() and self.out.resolve() in stale.resolve().parents:
-                stale.unlink()
-        self.discard()
-
-    def discard(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _previous_outputs(out: Path) -> list[str]:
-    try:
-        return list(json.loads((out / "group.json").read_text()).get("outputs", []))
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return []
+    Raises:
+        InputError, ConfigError: a bad option, template or atlas; nothing is written.
+    """
+    _check_options(permutations, alpha, qc_threshold, min_coverage)
+    shard_t = parse_shard(shard)
+    settings = RegistrationSettings(metric=metric, deformable=deformable, sampling=sampling, seed=int(seed))
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError("the output exists and is not a folder", out)
+    if (atlas is None) != (atlas_labels is None):
+        raise ConfigError("--atlas and --atlas-labels go together (the label image and its index,name table)")
+    if atlas is not None and template is None:
+        raise ConfigError("--atlas needs --template: the atlas must be in the template's space")
+    if shard_t is not None and template is None and not (out / "template.nii.gz").is_file():
+        raise ConfigError(
+            f"--shard needs a template: give --template, or build the study template first with "
+            f"`hcp-cam group RUN... --out {out} --template-only` ({out / 'template.nii.gz'} not found)"
+        )
+    tmpl_given = load_template(template) if template is not None else None
+    atlas_obj = load_atlas(atlas, atlas_labels, tmpl_given) if atlas is not None else None
+    return settings, shard_t, tmpl_given, atlas_obj
 
 
 def run_group_analysis(
@@ -263,25 +243,13 @@ def run_group_analysis(
     Raises:
         InputError, ConfigError: bad runs, template, atlas or options; raised before any output.
     """
-    _check_options(permutations, alpha, qc_threshold, min_coverage)
-    shard_t = parse_shard(shard)
-    settings = RegistrationSettings(metric=metric, deformable=deformable, sampling=sampling, seed=int(seed))
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError("the output exists and is not a folder", out)
-    if (atlas is None) != (atlas_labels is None):
-        raise ConfigError("--atlas and --atlas-labels go together (the label image and its index,name table)")
-    if atlas is not None and template is None:
-        raise ConfigError("--atlas needs --template: the atlas must be in the template's space")
-    if shard_t is not None and template is None and not (out / "template.nii.gz").is_file():
-        raise ConfigError(
-            f"--shard needs a template: give --template, or build the study template first with "
-            f"`hcp-cam group RUN... --out {out} --template-only` ({out / 'template.nii.gz'} not found)"
-        )
+    settings, shard_t, _, atlas_obj = check_inputs(
+        out, template, atlas, atlas_labels, permutations, seed, shard, deformable, metric, qc_threshold,
+        alpha, min_coverage, sampling,
+    )  # fmt: skip
     cohort = collect_cohort(run_dirs)
     groups = _subject_groups(cohort, shuffle_groups)
-    tmpl_given = load_template(template) if template is not None else None
-    atlas_obj = load_atlas(atlas, atlas_labels, tmpl_given) if atlas is not None else None
 
     # checked: from here on, work and outputs
     out.mkdir(parents=True, exist_ok=True)
@@ -356,159 +324,7 @@ def run_group_analysis(
             "%s: warped FA correlates %.3f with the template (below %.2f): check its registration", r.key,
             r.correlation, qc_threshold,
         )  # fmt: skip
-    return _write_outputs(
+    return write_outputs(
         out, cohort, groups, tmpl_img, tmpl_record, atlas_obj, warped, qc, settings, permutations, seed,
         alpha, min_coverage, qc_threshold, shuffle_groups, figure, cache_files, progress,
     )  # fmt: skip
-
-
-def _write_outputs(
-    out: Path, cohort: Cohort, groups: dict[str, str], tmpl_img: nib.Nifti1Image, tmpl_record: dict,
-    atlas: Atlas | None, warped: dict, qc: pd.DataFrame, settings: RegistrationSettings, permutations: int,
-    seed: int, alpha: float, min_coverage: float, qc_threshold: float, shuffle_groups: int | None,
-    figure: bool, cache_files: list[str], progress: bool,
-) -> GroupResult:  # fmt: skip
-    tmpl = np.asarray(tmpl_img.dataobj, dtype=np.float32)
-    brain = template_mask(tmpl)
-    subjects = sorted({m.subject for m in cohort.maps})
-    keys_of = {s: [m.key for m in cohort.maps if m.subject == s] for s in subjects}
-    # one map per subject (the mean of its acquisitions): subjects, not acquisitions, are exchangeable
-    with np.errstate(invalid="ignore"), _quiet():
-        fa = np.stack([np.nanmean(np.stack([warped[k][0] for k in keys_of[s]]), 0) for s in subjects])
-        cam = np.stack([np.nanmean(np.stack([warped[k][1] for k in keys_of[s]]), 0) for s in subjects])
-    fa[:, ~brain] = np.nan
-    cam[:, ~brain] = np.nan
-    labels = cohort.labels
-    gidx = np.array([labels.index(groups[s]) for s in subjects])
-    first, last = labels[0], labels[-1]
-    sel = np.isin(gidx, (0, len(labels) - 1))
-    binary = (gidx[sel] == len(labels) - 1).astype(int)
-    stage = _Stage(out)
-    try:
-
-        def save(data: np.ndarray, rel: str, desc: str) -> None:
-            save_nifti_like(np.asarray(data, dtype=np.float32), tmpl_img, stage.path(rel), desc, np.float32)
-
-        for m in cohort.maps:
-            save(warped[m.key][0], f"subjects/{m.key}_fa.nii.gz", f"FA of {m.key} in template space")
-            save(
-                warped[m.key][1],
-                f"subjects/{m.key}_cam.nii.gz",
-                f"CAM {cohort.cam_class} of {m.key}; NaN unknown",
-            )
-        summary: dict[str, Any] = {}
-        tests = {}
-        for name, data in (("cam", cam), ("fa", fa)):
-            for k, g in enumerate(labels):
-                with np.errstate(invalid="ignore"), _quiet():
-                    save(
-                        np.nanmean(data[gidx == k], 0),
-                        f"group_{g}_mean_{name}.nii.gz",
-                        f"mean {name} of group {g}",
-                    )
-            flat = data[sel].reshape(int(sel.sum()), -1)
-            n1 = np.isfinite(flat[binary == 1]).sum(0)
-            n0 = np.isfinite(flat[binary == 0]).sum(0)
-            need1 = max(2, int(np.ceil(min_coverage * (binary == 1).sum())))
-            need0 = max(2, int(np.ceil(min_coverage * (binary == 0).sum())))
-            tested = (n1 >= need1) & (n0 >= need0) & brain.ravel()
-            if not tested.any():
-                raise InputError(
-                    f"no template voxel has {name.upper()} values of enough subjects of both groups to test"
-                )
-            res = permutation_test(flat[:, tested], binary, permutations, seed, progress=progress)
-            maps = {}
-            for part, values in (("", res.difference), ("_t", res.t), ("_p", res.p_fwe)):
-                vol = np.full(flat.shape[1], np.nan, dtype=np.float64)
-                vol[tested] = values
-                maps[part] = vol.reshape(tmpl.shape)
-                what = {
-                    "": f"{last} minus {first}",
-                    "_t": "Welch t",
-                    "_p": "FWE p (max-statistic permutations)",
-                }[part]
-                save(maps[part], f"group_difference_{name}{part}.nii.gz", f"{name} {what}")
-            tests[name] = maps
-            for what, pick in (
-                ("peak", np.nanargmax),
-                ("trough", np.nanargmin),
-            ):  # largest and smallest difference
-                at = np.unravel_index(int(pick(maps[""])), tmpl.shape)
-                summary[f"{name}_difference_{what}"] = _voxel_record(at, maps, tmpl_img.affine, atlas)
-            summary[f"{name}_tested_voxels"] = int(tested.sum())
-            summary[f"{name}_significant_voxels"] = int((res.p_fwe < alpha).sum())
-        clusters = pd.concat(
-            [
-                cluster_table(n, tests[n]["_t"], tests[n]["_p"], tests[n][""], tmpl_img.affine, alpha, atlas)
-                for n in ("cam", "fa")
-            ],
-            ignore_index=True,
-        )
-        with atomic_path(stage.path("clusters.csv")) as tmp:
-            clusters.to_csv(tmp, index=False)
-        regions = None
-        if atlas is not None:
-            regions = region_table(cam, fa, gidx, labels, atlas, permutations, seed)
-            with atomic_path(stage.path("regions.csv")) as tmp:
-                regions.to_csv(tmp, index=False, float_format="%.6g")
-            top = regions.sort_values("rank").iloc[0]
-            summary["top_region"] = {"label": int(top["label"]), "name": str(top["name"]), "difference": float(top["difference"]),
-                                     "p_value": float(top["p_value"])}  # fmt: skip
-        with atomic_path(stage.path("registration_qc.csv")) as tmp:
-            qc.to_csv(tmp, index=False, float_format="%.6g")
-        if figure:
-            from hcp_cam.group.figures import group_overview
-
-            flagged = dict(zip(qc["key"], qc["flagged"], strict=True))
-            group_overview(
-                tmpl, tmpl_img.affine,
-                [(f"CAM {cohort.cam_class}: {last} - {first}", tests["cam"][""], tests["cam"]["_p"]),
-                 (f"FA: {last} - {first}", tests["fa"][""], tests["fa"]["_p"])],
-                [warped[m.key][0] for m in cohort.maps], [m.key for m in cohort.maps],
-                [bool(flagged[m.key]) for m in cohort.maps], stage.path("group_overview.png"),
-                title=f"{len(subjects)} subjects, {permutations} permutations; yellow: FWE p < 0.05",
-            )  # fmt: skip
-        summary.update(
-            {
-                "runs": [str(r) for r in cohort.runs], "labels": labels, "groups": cohort.groups,
-                "difference": f"{last} minus {first}", "cam_class": cohort.cam_class,
-                "subjects": {g: [s for s in subjects if groups[s] == g] for g in labels},
-                "left_out": cohort.left_out, "shuffle_groups": shuffle_groups, "template": tmpl_record,
-                "registration": settings.to_dict(), "permutations": int(permutations), "seed": int(seed),
-                "alpha": alpha, "min_coverage": min_coverage, "qc_threshold": qc_threshold,
-                "qc_flagged": qc.loc[qc["flagged"], "key"].tolist(), "atlas": atlas.source if atlas else None,
-                "atlas_resampled": bool(atlas.resampled) if atlas else None,
-                "values": "NaN where unknown (CAM on no computed slice, outside a subject's grid) or untested",
-            }
-        )  # fmt: skip
-        summary["outputs"] = stage.files + ["group.json"]
-        write_json_atomic(summary, stage.path("group.json"))
-        stage.commit(_previous_outputs(out))
-    except BaseException:
-        stage.discard()
-        raise
-    return GroupResult(out, cache_files + summary["outputs"], qc, regions, clusters, summary)
-
-
-def _voxel_record(at: tuple, maps: dict, affine: np.ndarray, atlas: Atlas | None) -> dict[str, Any]:
-    mm = affine[:3, :3] @ np.asarray(at) + affine[:3, 3]
-    label, name = atlas.name_at(at) if atlas is not None else (None, None)
-    return {
-        "voxel": [int(v) for v in at], "mm": mm.round(3).tolist(), "difference": float(maps[""][at]),
-        "t": float(maps["_t"][at]), "p_fwe": float(maps["_p"][at]), "label": label, "label_name": name,
-    }  # fmt: skip
-
-
-class _quiet:
-    """Silence numpy's "Mean of empty slice" warnings (all-NaN voxels are expected outside the data)."""
-
-    def __enter__(self):
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return self
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
