@@ -6,7 +6,8 @@
 # Usage: [GROUP_DIR=...] bash docs/make_group.sh     (from the repository root, in the project's venv)
 set -euo pipefail
 folds=3
-root=${GROUP_DIR:-bundles/cam_dmri/runs/group_demo}
+root=${GROUP_DIR:-runs/group_demo}
+cfg=bundles/cam_dmri/configs
 data=$root/data
 gt=$data/derivatives/ground_truth
 if [ ! -f "$data/participants.csv" ]; then
@@ -18,9 +19,9 @@ for fold in $(seq 0 $((folds - 1))); do
   common=(--dataset_dir "$data" --cache_dir "$root/cache" --arch alexnet --num_folds "$folds" --fold "$fold"
           --output_dir "$out")
   if [ ! -f "$out/cam/summary.csv" ]; then
-    python -m monai.bundle run training --config_file bundles/cam_dmri/train.json "${common[@]}"
-    python -m monai.bundle run evaluating --config_file bundles/cam_dmri/evaluate.json "${common[@]}"
-    python -m monai.bundle run inference --config_file bundles/cam_dmri/inference.json "${common[@]}"
+    python -m monai.bundle run training --config_file "$cfg/train.json" "${common[@]}"
+    python -m monai.bundle run evaluating --config_file "['$cfg/train.json','$cfg/evaluate.json']" "${common[@]}"
+    python -m monai.bundle run inference --config_file "['$cfg/train.json','$cfg/inference.json']" "${common[@]}"
   fi
   runs+=("$out")
 done
