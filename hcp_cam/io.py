@@ -213,16 +213,19 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def load_nifti(path: str | os.PathLike, ndim: int | tuple[int, ...] | None = None) -> nib.Nifti1Image:
+def load_nifti(
+    path: str | os.PathLike, ndim: int | tuple[int, ...] | None = None, finite: bool = True
+) -> nib.Nifti1Image:
     """Load a NIfTI image and read its data once, turning every failure into an :class:`InputError`.
 
     Args:
         path: a ``.nii`` or ``.nii.gz`` file.
         ndim: the allowed number of dimensions (3, 4 or a tuple of them); ``None`` accepts any.
+        finite: refuse NaN/Inf; ``False`` for maps where NaN means unknown (the group maps).
 
     Raises:
         InputError: the file is missing, is not NIfTI, is truncated or corrupt, has the wrong
-            number of dimensions, or holds NaN/Inf.
+            number of dimensions, or holds NaN/Inf (with ``finite``).
     """
     path = Path(path)
     if not path.exists():
@@ -246,7 +249,7 @@ def load_nifti(path: str | os.PathLike, ndim: int | tuple[int, ...] | None = Non
         if data.ndim not in allowed:
             want = " or ".join(f"{d}D" for d in allowed)
             raise InputError(f"expected a {want} image, got a {data.ndim}D image of shape {data.shape}", path)
-    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
+    if finite and np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
         n_bad = int((~np.isfinite(data)).sum())
         raise InputError(f"holds {n_bad} NaN or Inf values", path)
     # keep the decoded array so callers do not decompress twice
