@@ -21,6 +21,9 @@ METRICS = ("correlation", "mattes")
 DEFORMABLE = ("bspline", "demons")
 
 
+__all__ = ["register", "run"]
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "group",
