@@ -36,6 +36,7 @@ __all__ = [
     "nifti_like",
     "save_nifti_like",
     "NIFTI_SUFFIXES",
+    "recorded_path",
 ]
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -363,3 +364,18 @@ def save_nifti_like(
     with atomic_path(path) as tmp:
         nib.save(out, str(tmp))
     return Path(path)
+
+
+def recorded_path(value: str | os.PathLike, run_dir: str | os.PathLike) -> Path:
+    """A file path recorded in a run folder's tables (e.g. ``cam/summary.csv``'s ``fa``).
+
+    Absolute paths are returned as written. A relative one is tried from the run folder, then from
+    the current folder (runs made before paths were recorded absolute wrote a relative
+    ``cache_dir`` as given, relative to where the bundle ran); the run-folder path is returned when
+    neither exists, for the caller's error message.
+    """
+    path = Path(value)
+    if path.is_absolute():
+        return path
+    in_run = Path(run_dir) / path
+    return path if not in_run.exists() and path.exists() else in_run

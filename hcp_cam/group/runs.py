@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from hcp_cam.errors import ConfigError, InputError
+from hcp_cam.io import recorded_path
 
 __all__ = ["SubjectMaps", "Cohort", "collect_cohort"]
 
@@ -108,16 +109,6 @@ def _read_summary(run: Path) -> pd.DataFrame:
     return table
 
 
-def _fa_path(fa: Path, run: Path) -> Path:
-    """A summary's FA path: absolute as written; a relative one from the run folder (as ``hcp-cam
-    figures`` reads it), else from the current folder (a relative ``cache_dir`` is relative to where
-    the bundle ran); the run-folder path when neither exists, for the error message."""
-    if fa.is_absolute():
-        return fa
-    in_run = run / fa
-    return fa if not in_run.is_file() and fa.is_file() else in_run
-
-
 def collect_cohort(run_dirs: Sequence[str | os.PathLike]) -> Cohort:
     """Find every subject's out-of-fold FA and CAM in ``run_dirs``.
 
@@ -170,7 +161,7 @@ def collect_cohort(run_dirs: Sequence[str | os.PathLike]) -> Cohort:
                 raise InputError(
                     f"CAM volume of test subject {sid}/{acq} not found (run without CAM volumes?)", cam
                 )
-            fa = _fa_path(Path(str(row.fa)), run)
+            fa = recorded_path(str(row.fa), run)
             if not fa.is_file():
                 raise InputError(f"FA map of {sid}/{acq} (from {run / 'cam' / 'summary.csv'}) not found", fa)
             if (sid, acq) in held_out:
