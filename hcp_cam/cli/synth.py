@@ -7,6 +7,7 @@ Example::
     hcp-cam synth data/bench --subjects 1 --hcp-size      # 145x174x145 at 1.25 mm, 18 b0 + 3x90
     hcp-cam synth data/bids --subjects 8 --layout bids --sessions 2   # raw BIDS, inherited dwi.bval/.bvec
     hcp-cam synth data/study --subjects 8 --layout qsiprep            # data/study/derivatives/qsiprep
+    hcp-cam synth data/moved --subjects 24 --misalign    # heads rotated/shifted; template and atlas
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from hcp_cam.errors import ConfigError
 from hcp_cam.synth import DEFAULT_SHAPE, DEFAULT_VOXEL_SIZE, LAYOUTS, generate_dataset
 from hcp_cam.synth.bids import BIDS_LAYOUTS, generate_bids_dataset
 
@@ -104,6 +106,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--hcp-size", action="store_true", help="HCP-size data: 145x174x145, 1.25 mm, 18 b0 + 3x90"
     )
     p.add_argument(
+        "--misalign",
+        action="store_true",
+        help="rotate and shift each head inside its grid (true transforms in the ground truth; implies --atlas)",
+    )
+    p.add_argument(
+        "--max-rotation",
+        type=float,
+        default=10.0,
+        metavar="DEG",
+        help="largest misalignment rotation (default 10)",
+    )
+    p.add_argument(
+        "--max-shift", type=float, default=6.0, metavar="MM", help="largest misalignment shift (default 6)"
+    )
+    p.add_argument(
+        "--atlas",
+        action="store_true",
+        help="also write the average brain's FA template and a label atlas (derivatives/ground_truth)",
+    )
+    p.add_argument(
         "--overwrite", action="store_true", help="write into a non-empty folder that is no synth output"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -132,13 +154,22 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
         "jitter": args.jitter,
         "overwrite": args.overwrite,
         "progress": not args.no_progress,
+        "misalign": args.misalign,
+        "max_rotation_deg": args.max_rotation,
+        "max_shift_mm": args.max_shift,
+        "atlas": True if (args.atlas or args.misalign) else None,
     }
 
 
 def run(args: argparse.Namespace) -> int:
     options = resolve_options(args)
     if args.layout in BIDS_LAYOUTS:
-        del options["n_runs"]
+        if args.misalign or args.atlas:
+            raise ConfigError(
+                f"--misalign and --atlas write the HCP layouts (minimal, unprocessed), not --layout {args.layout}"
+            )
+        for key in ("n_runs", "misalign", "max_rotation_deg", "max_shift_mm", "atlas"):
+            del options[key]
         ds = generate_bids_dataset(**options, n_sessions=args.sessions)
     else:
         ds = generate_dataset(**options)
