@@ -201,3 +201,47 @@ def test_bad_settings_are_refused_before_any_work(planted, tmp_path):
         run_faithfulness(prepared, net, tmp_path, eval_chain, cam_class="elderly")
     assert run_faithfulness(prepared, net, tmp_path, eval_chain, enabled=False) is None
     assert not list(tmp_path.iterdir())
+
+
+def test_run_faithfulness_writes_its_three_files_all_or_none(planted, tmp_path, monkeypatch):
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import nibabel as nib
+
+    from hcp_cam.cam import faithfulness_run
+    from hcp_cam.cam.faithfulness_run import run_faithfulness
+
+    fa, brain, roi, net, eval_chain, prob = planted
+    ref = nib.Nifti1Image(fa, np.diag([2.0, 2.0, 2.0, 1.0]))
+    entry = {
+        "subject": "s",
+        "acquisition": "a",
+        "group": "old",
+        "fa": str(save_nifti_like(fa, ref, tmp_path / "fa.nii.gz")),
+        "mask_abs": str(save_nifti_like(brain.astype(np.uint8), ref, tmp_path / "mask.nii.gz")),
+    }
+    prepared = SimpleNamespace(labels=["young", "old"], entries={"test": [entry]})
+    prepared.slice_selection, prepared.slices_per_axis = "centre", 8
+    out = tmp_path / "run"
+    (out / "cam").mkdir(parents=True)
+
+    def broken(curves, path, class_name=""):  # fails after writing part of its file
+        Path(path).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(faithfulness_run, "plot_faithfulness", broken)
+    with pytest.raises(OSError, match="disk full"):
+        run_faithfulness(prepared, net, out, eval_chain, cam_slices="all", steps=(0.0, 0.5, 1.0))
+    assert list((out / "cam").iterdir()) == []  # neither table nor a temporary file
+    monkeypatch.undo()
+    table = run_faithfulness(prepared, net, out, eval_chain, cam_slices="all", steps=(0.0, 0.5, 1.0))
+    assert sorted(p.name for p in (out / "cam").iterdir()) == [
+        "faithfulness.csv",
+        "faithfulness.png",
+        "faithfulness_curves.csv",
+    ]
+    assert list(table["map"]) == list(MAPS) and (table["class"] == "old").all()
+    written = pd.read_csv(out / "cam" / "faithfulness.csv", dtype={"subject": str})
+    np.testing.assert_allclose(written["deletion_auc"], table["deletion_auc"])
+    assert len(pd.read_csv(out / "cam" / "faithfulness_curves.csv")) == 5 * 2 * 3

@@ -43,7 +43,7 @@ from hcp_cam.cam.pipeline import CAM_SLICES, resolve_cam_class
 from hcp_cam.cam.volume import cam_volume
 from hcp_cam.errors import ConfigError
 from hcp_cam.figure_io import new_figure, save_figure
-from hcp_cam.io import atomic_path, load_nifti
+from hcp_cam.io import atomic_paths, load_nifti
 from hcp_cam.transforms.slicing import slice_indices, trained_slices
 
 __all__ = ["MAPS", "faithfulness_maps", "faithfulness_for_volume", "run_faithfulness", "plot_faithfulness"]
@@ -255,13 +255,12 @@ def run_faithfulness(
     table = pd.DataFrame(rows, columns=list(_COLUMNS))
     curves = pd.DataFrame(points)
     cam_dir = Path(output_dir) / "cam"
-    # the figure first (the likeliest to fail), the table that says the step is done last
-    if len(curves):
-        plot_faithfulness(curves, cam_dir / "faithfulness.png", class_name=str(table["class"].iloc[0]))
-    with atomic_path(cam_dir / "faithfulness_curves.csv") as tmp:
-        curves.to_csv(tmp, index=False)
-    with atomic_path(cam_dir / "faithfulness.csv") as tmp:
-        table.to_csv(tmp, index=False)
+    names = ["faithfulness.csv", "faithfulness_curves.csv"] + (["faithfulness.png"] if len(curves) else [])
+    with atomic_paths([cam_dir / n for n in names]) as tmps:  # all three or none
+        table.to_csv(tmps[0], index=False)
+        curves.to_csv(tmps[1], index=False)
+        if len(curves):
+            plot_faithfulness(curves, tmps[2], class_name=str(table["class"].iloc[0]))
     _log_summary(table)
     return table
 
