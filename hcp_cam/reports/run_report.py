@@ -24,7 +24,6 @@ from typing import Any
 
 import pandas as pd
 
-from hcp_cam.reports.explanation_sections import faithfulness_section
 from hcp_cam.reports.html import (
     Section,
     check_output_path,
@@ -337,6 +336,9 @@ def run_report_html(
         Section("viewer", "Viewer: CAM over FA", viewer_body),
         randomisation_section(run),
     ]
+    # imported here: it pulls in hcp_cam.cam (torch), which the CLI's parser must not load
+    from hcp_cam.reports.explanation_sections import faithfulness_section
+
     faithfulness = faithfulness_section(run.path)
     if faithfulness is not None:
         sections.append(faithfulness)
