@@ -5,6 +5,7 @@ Example::
     hcp-cam synth data/demo --subjects 16 --seed 0
     hcp-cam synth data/raw --subjects 4 --layout unprocessed --runs 3
     hcp-cam synth data/bench --subjects 1 --hcp-size      # 145x174x145 at 1.25 mm, 18 b0 + 3x90
+    hcp-cam synth data/age --subjects 40 --age-effect graded   # ages 8-75, effect growing with age
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 from typing import Any
 
 from hcp_cam.synth import DEFAULT_SHAPE, DEFAULT_VOXEL_SIZE, LAYOUTS, generate_dataset
+from hcp_cam.synth.graded import AGE_EFFECTS, DEFAULT_AGE_RANGE
 
 __all__ = ["register"]
 
@@ -94,6 +96,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overwrite", action="store_true", help="write into a non-empty folder that is no synth output"
     )
+    p.add_argument(
+        "--age-effect",
+        choices=AGE_EFFECTS,
+        default="groups",
+        help="groups: young without the effect, old with it (default); graded: ages spread over "
+        "--age-range, the effect growing with age (for regression and 3+ groups)",
+    )
+    p.add_argument(
+        "--age-range",
+        type=float,
+        nargs=2,
+        default=list(DEFAULT_AGE_RANGE),
+        metavar=("LOW", "HIGH"),
+        help="years of the graded mode (default 8 75)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -120,11 +137,20 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
         "jitter": args.jitter,
         "overwrite": args.overwrite,
         "progress": not args.no_progress,
+        "age_effect": args.age_effect,
+        "age_range": tuple(args.age_range),
     }
 
 
 def run(args: argparse.Namespace) -> int:
     ds = generate_dataset(**resolve_options(args))
+    if args.age_effect == "graded":
+        ages = ds.participants["age"]
+        print(
+            f"hcp-cam synth: wrote {len(ds.subjects)} subjects (ages {ages.min()}-{ages.max()}, graded effect, "
+            f"{ds.layout} layout) to {ds.root}; ground truth in {ds.manifest.parent}"
+        )
+        return 0
     groups = ds.participants["group"].value_counts().to_dict()
     print(
         f"hcp-cam synth: wrote {len(ds.subjects)} subjects ({groups.get('young', 0)} young, "

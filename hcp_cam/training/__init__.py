@@ -10,7 +10,19 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("checkpoints", "data", "device_pipeline", "handlers", "metrics", "run_setup")
+_SUBMODULES = (
+    "calibration",
+    "checkpoints",
+    "data",
+    "device_pipeline",
+    "handlers",
+    "metrics",
+    "regression",
+    "regression_metrics",
+    "run_setup",
+    "selection",
+    "tasks",
+)
 _NAMES = {
     "AtomicCheckpointSaver": "checkpoints",
     "attach_resume": "checkpoints",

@@ -104,6 +104,10 @@ class PreparedData:
         entries: per split, the datalist entries plus absolute ``fa`` and ``mask`` paths.
         spatial_dims: 2 for slices, 3 for volumes.
         slices_per_axis, slice_selection: the 2.5D selection (see ``hcp_cam.transforms.Slices25Dd``).
+        task: ``classification`` (``label`` is the group index) or ``regression`` (``label`` is the
+            age in target units, :attr:`target`; ``age`` the years).
+        target: the regression target's :class:`~hcp_cam.training.tasks.TargetScale` (``None`` for
+            classification).
     """
 
     dataset_dir: Path
@@ -112,6 +116,8 @@ class PreparedData:
     spatial_dims: int = 2
     slices_per_axis: int = 16
     slice_selection: str = "centre"
+    task: str = "classification"
+    target: Any = None
     _items: dict[str, list[dict]] = field(default_factory=dict, repr=False)
 
     @property
@@ -149,7 +155,7 @@ class PreparedData:
             item = {
                 "image": MetaTensor(fa, affine=torch.as_tensor(fa_img.affine)),
                 "mask": MetaTensor(mask, affine=torch.as_tensor(fa_img.affine)),
-                "label": int(e["label"]),
+                "label": int(e["label"]) if self.target is None else float(self.target.to_target(e["age"])),
                 "subject": str(e["subject"]),
                 "acquisition": str(e["acquisition"]),
             }
@@ -176,18 +182,30 @@ def prepare_data(
     fa_backend: str = "torch",
     demo_subjects: int = 16,
     num_classes: int | None = None,
+    task: str = "classification",
+    standardise_target: bool = True,
 ) -> PreparedData:
     """Split by subject, write ``output_dir/datalist.json``, and compute FA once per acquisition.
 
     FA maps are cached in ``cache_dir/fa/<dataset key>/<subject>/<acquisition>_fa.nii.gz`` and
-    reused across epochs and runs.
+    reused across epochs and runs. ``task="regression"`` splits every subject with an age
+    (:func:`hcp_cam.data.ages.make_regression_datalist`; ``groups`` and ``num_classes`` are then
+    unused) and scales the target by the training subjects' ages (``standardise_target``).
     """
+    from hcp_cam.training.tasks import check_task
+
+    task = check_task(task)
     if spatial_dims not in (2, 3):
         raise ConfigError(f"spatial_dims must be 2 (slices) or 3 (volumes), got {spatial_dims}")
     if isinstance(groups, str) and groups.strip().lower() in ("", "null", "none"):
         groups = None  # `--groups null` on the command line
     root = resolve_dataset_dir(dataset_dir, cache_dir, demo_subjects=demo_subjects, demo_seed=seed)
     folds = None if not num_folds or int(num_folds) <= 1 else int(num_folds)
+    if task == "regression":
+        return _prepare_regression(
+            root, output_dir, cache_dir, spatial_dims, slices_per_axis, slice_selection, val_fraction,
+            test_fraction, seed, folds, fold, fa_backend, standardise_target,
+        )  # fmt: skip
     datalist = make_datalist(
         root,
         val_fraction=val_fraction,
@@ -203,6 +221,14 @@ def prepare_data(
             f"{num_classes}; set --num_classes {len(datalist['labels'])}"
         )
     write_datalist(datalist, Path(output_dir) / "datalist.json")
+    entries = _fa_entries(root, datalist, cache_dir, fa_backend)
+    return PreparedData(root, datalist, entries, spatial_dims, int(slices_per_axis), slice_selection)
+
+
+def _fa_entries(
+    root: Path, datalist: dict, cache_dir: str | os.PathLike, fa_backend: str
+) -> dict[str, list[dict]]:
+    """The datalist's entries per split with the absolute ``fa`` (computed once, cached) and ``mask_abs``."""
     fa_dir = Path(cache_dir) / "fa" / _dataset_key(root)
     todo = [(s, e) for s in SPLITS for e in datalist[s]]
     entries: dict[str, list[dict]] = {s: [] for s in SPLITS}
@@ -214,7 +240,48 @@ def prepare_data(
                 root / e["dwi"], root / e["bvals"], root / e["bvecs"], mask_abs, fa_path, backend=fa_backend
             )
         entries[split].append({**e, "fa": str(fa_path), "mask_abs": mask_abs})
-    return PreparedData(root, datalist, entries, spatial_dims, int(slices_per_axis), slice_selection)
+    return entries
+
+
+def _prepare_regression(
+    root: Path,
+    output_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    spatial_dims: int,
+    slices_per_axis: int,
+    slice_selection: str,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    folds: int | None,
+    fold: int | None,
+    fa_backend: str,
+    standardise_target: bool,
+) -> PreparedData:
+    """:func:`prepare_data` for ``task="regression"``: the datalist of ages and the target scale."""
+    from hcp_cam.data.ages import make_regression_datalist
+    from hcp_cam.training.run_setup import flag
+    from hcp_cam.training.tasks import target_scale
+
+    datalist = make_regression_datalist(
+        root, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, num_folds=folds,
+        fold=None if folds is None else int(fold or 0),
+    )  # fmt: skip
+    train_ages = {e["subject"]: e["age"] for e in datalist["training"]}.values()
+    scale = target_scale(train_ages, standardise=bool(flag(standardise_target, "target_standardise")))
+    datalist["target_scale"] = scale.as_dict()
+    write_datalist(datalist, Path(output_dir) / "datalist.json")
+    entries = _fa_entries(root, datalist, cache_dir, fa_backend)
+    return PreparedData(
+        root,
+        datalist,
+        entries,
+        spatial_dims,
+        int(slices_per_axis),
+        slice_selection,
+        task="regression",
+        target=scale,
+    )
 
 
 def _dataset_key(root: Path) -> str:
