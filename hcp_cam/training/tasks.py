@@ -41,6 +41,7 @@ __all__ = [
     "loss_output_transform",
     "key_metric",
     "subject_metrics_handler",
+    "metric_cmp",
 ]
 
 TASKS = ("classification", "regression")
@@ -212,3 +213,18 @@ def subject_metrics_handler(task: str, scale: TargetScale | None = None, prefix:
     if scale is None:
         raise ConfigError("regression metrics need the run's target scale")
     return SubjectRegressionHandler(scale, prefix=prefix)
+
+
+def metric_cmp(task: str) -> Callable[[float, float], bool]:
+    """The engines' ``metric_cmp_fn`` (is ``current`` better than ``previous``?): MONAI's default
+    (higher is better) for accuracy, lower is better for a regressor's MAE; the engines log their
+    best key metric with it."""
+    from monai.engines.utils import default_metric_cmp_fn
+
+    if not is_regression(task):
+        return default_metric_cmp_fn
+    return _lower_is_better
+
+
+def _lower_is_better(current: float, prev: float) -> bool:
+    return current < prev
