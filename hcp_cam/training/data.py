@@ -56,17 +56,30 @@ SPLITS = ("training", "validation", "test")
 
 
 def resolve_dataset_dir(
-    dataset_dir: str | os.PathLike, cache_dir: str | os.PathLike, demo_subjects: int = 16, demo_seed: int = 0
+    dataset_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    demo_subjects: int = 16,
+    demo_seed: int = 0,
+    demo_age_effect: str = "groups",
 ) -> Path:
-    """Return the dataset folder to use; ``"demo"`` makes the synthetic dataset once in ``cache_dir``.
+    """Return the dataset folder to use; ``"demo"`` makes the synthetic dataset once in ``cache_dir``
+    (``demo_age_effect="graded"``: ages spread over 8-75 y with an effect growing with age, for
+    regression and 3+ groups; :mod:`hcp_cam.synth.graded`).
 
     An explicit folder that does not exist, or has no ``participants.csv``/``.tsv``, is an error:
     never a silent fall-back to the demo data.
     """
     if str(dataset_dir) == DEMO:
-        target = Path(cache_dir) / f"demo{DEMO_VERSION}_n{demo_subjects}_seed{demo_seed}"
+        from hcp_cam.synth.graded import AGE_EFFECTS
+
+        if demo_age_effect not in AGE_EFFECTS:
+            raise ConfigError(
+                f"demo_age_effect must be one of {', '.join(AGE_EFFECTS)}; got {demo_age_effect!r}"
+            )
+        kind = "" if demo_age_effect == "groups" else f"_{demo_age_effect}"
+        target = Path(cache_dir) / f"demo{DEMO_VERSION}{kind}_n{demo_subjects}_seed{demo_seed}"
         if not (target / "participants.csv").is_file():
-            _generate_demo(target, demo_subjects, demo_seed)
+            _generate_demo(target, demo_subjects, demo_seed, demo_age_effect)
         return target
     path = Path(dataset_dir).expanduser()
     if not path.is_dir():
@@ -78,7 +91,7 @@ def resolve_dataset_dir(
     return path
 
 
-def _generate_demo(target: Path, n_subjects: int, seed: int) -> None:
+def _generate_demo(target: Path, n_subjects: int, seed: int, age_effect: str = "groups") -> None:
     from hcp_cam.synth import generate_dataset
 
     logger.info("generating the synthetic demo dataset (%d subjects) in %s", n_subjects, target)
@@ -86,7 +99,8 @@ def _generate_demo(target: Path, n_subjects: int, seed: int) -> None:
     # generate beside the target and rename, so an interrupted run never leaves half a dataset
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        generate_dataset(tmp / "data", n_subjects=n_subjects, seed=seed)
+        graded = {} if age_effect == "groups" else {"age_effect": age_effect}
+        generate_dataset(tmp / "data", n_subjects=n_subjects, seed=seed, **graded)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp / "data", target)
@@ -184,6 +198,7 @@ def prepare_data(
     num_classes: int | None = None,
     task: str = "classification",
     standardise_target: bool = True,
+    demo_age_effect: str = "groups",
 ) -> PreparedData:
     """Split by subject, write ``output_dir/datalist.json``, and compute FA once per acquisition.
 
@@ -199,7 +214,9 @@ def prepare_data(
         raise ConfigError(f"spatial_dims must be 2 (slices) or 3 (volumes), got {spatial_dims}")
     if isinstance(groups, str) and groups.strip().lower() in ("", "null", "none"):
         groups = None  # `--groups null` on the command line
-    root = resolve_dataset_dir(dataset_dir, cache_dir, demo_subjects=demo_subjects, demo_seed=seed)
+    root = resolve_dataset_dir(
+        dataset_dir, cache_dir, demo_subjects=demo_subjects, demo_seed=seed, demo_age_effect=demo_age_effect
+    )
     folds = None if not num_folds or int(num_folds) <= 1 else int(num_folds)
     if task == "regression":
         return _prepare_regression(

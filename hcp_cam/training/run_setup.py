@@ -58,10 +58,11 @@ RUN_CONFIG_KEYS = (
     "seed",
     "dataset_dir",
     "task",
+    "demo_age_effect",
 )
 # what a run folder recorded before a key existed is that key's default (a run from before `task`
 # was a classification run, and may be resumed as one)
-_RUN_CONFIG_DEFAULTS = {"task": "classification"}
+_RUN_CONFIG_DEFAULTS = {"task": "classification", "demo_age_effect": "groups"}
 
 
 def default_output_dir(bundle_root: str | os.PathLike, arch: str, num_folds: Any = 1, fold: Any = 0) -> str:
