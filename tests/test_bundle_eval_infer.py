@@ -107,3 +107,19 @@ def test_inference_scores_localization_and_randomisation(inferred, tiny_data):
     assert isinstance(check["passed"], bool)
     assert -1.0 <= check["spearman"]["all_layers"] <= 1.0
     assert check["n_inputs"] > 0
+
+
+def test_evaluate_reports_calls_calibrated_on_the_validation_subjects_beside_the_uncalibrated(evaluated):
+    out, proc = evaluated
+    assert proc.returncode == 0, output_of(proc)[-4000:]
+    metrics = json.loads((out / "metrics" / "test_metrics.json").read_text())
+    fit = json.loads((out / "metrics" / "calibration.json").read_text())
+    assert fit["method"] == "threshold" and metrics["calibration"] == fit
+    validation = {e["subject"] for e in json.loads((out / "datalist.json").read_text())["validation"]}
+    fitted = pd.read_csv(out / "metrics" / "validation_subject_predictions.csv", dtype={"subject": str})
+    assert set(fitted["subject"]) == validation and fit["n_validation_subjects"] == len(validation)
+    table = pd.read_csv(out / "metrics" / "test_subject_predictions.csv", dtype={"subject": str})
+    # the calibrated call is the validation threshold applied to the uncalibrated subject probability
+    assert (table["calibrated_predicted"] == (table["prob_old"] > fit["threshold"]).astype(int)).all()
+    assert metrics["calibrated_subject_accuracy"] == pytest.approx(float(table["calibrated_correct"].mean()))
+    assert metrics["subject_accuracy"] == pytest.approx(float(table["correct"].mean()))  # unchanged, beside it
