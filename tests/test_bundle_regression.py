@@ -198,3 +198,23 @@ def test_bad_task_and_bad_ages_exit_2_with_one_line(graded_data, tmp_path):
     assert f"line 5, subject {table.loc[3, 'subject']}: age 'unknown' is not an age" in proc.stderr
     assert str(data / "participants.csv") in proc.stderr and "Traceback" not in proc.stderr
     assert not (out / "checkpoints").exists()
+
+
+def test_hcp_cam_cam_maps_a_regression_checkpoint_and_reports_the_age(regression_run, tmp_path):
+    out, procs = regression_run
+    _ok(procs, "training", "inference")
+    summary = pd.read_csv(out / "cam" / "summary.csv", dtype={"subject": str})
+    row = summary.iloc[0]
+    prefix = tmp_path / "one"
+    assert (
+        main(["cam", row["fa"], "--checkpoint", str(out / "checkpoints" / "model.pt"), "--out", str(prefix)])
+        == 0
+    )
+    box = json.loads((tmp_path / "one_bbox.json").read_text())
+    # the same network, slices and scale as the bundle's inference: the same predicted age
+    assert box["cam_class"] == "age" and box["predicted_age"] == pytest.approx(row["predicted_age"], rel=1e-4)
+    cam = np.asarray(nib.load(tmp_path / "one_cam.nii.gz").dataobj)
+    bundle_cam = np.asarray(
+        nib.load(out / "cam" / row["subject"] / f"{row['acquisition']}_cam.nii.gz").dataobj
+    )
+    np.testing.assert_allclose(cam, bundle_cam, rtol=1e-4, atol=1e-5)
