@@ -129,3 +129,13 @@ def test_graded_ground_truth_and_manifest(tmp_path):
     assert effects[order[-1]] > effects[order[0]]
     roi = nib.load(ds.roi[order[0]]).get_fdata()
     assert roi.sum() > 0
+
+
+def test_the_demo_can_be_graded(tmp_path):
+    from hcp_cam.training.data import resolve_dataset_dir
+
+    root = resolve_dataset_dir("demo", tmp_path, demo_subjects=2, demo_age_effect="graded")
+    assert root.name == "demo3_graded_n2_seed0"  # beside the group demo (demo3_n2_seed0), not over it
+    assert list(pd.read_csv(root / "participants.csv").columns) == ["subject", "age"]
+    with pytest.raises(ConfigError, match="demo_age_effect must be one of groups, graded"):
+        resolve_dataset_dir("demo", tmp_path, demo_subjects=2, demo_age_effect="linear")

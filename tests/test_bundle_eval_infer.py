@@ -122,4 +122,5 @@ def test_evaluate_reports_calls_calibrated_on_the_validation_subjects_beside_the
     # the calibrated call is the validation threshold applied to the uncalibrated subject probability
     assert (table["calibrated_predicted"] == (table["prob_old"] > fit["threshold"]).astype(int)).all()
     assert metrics["calibrated_subject_accuracy"] == pytest.approx(float(table["calibrated_correct"].mean()))
-    assert metrics["subject_accuracy"] == pytest.approx(float(table["correct"].mean()))  # unchanged, beside it
+    # the uncalibrated accuracy stays as it was, beside the calibrated one
+    assert metrics["subject_accuracy"] == pytest.approx(float(table["correct"].mean()))

@@ -23,6 +23,11 @@ equally well, the one whose slice outputs fit best), and an exact tie of both by
 It writes ``val_selection_score``, a count that rises by one at each new best epoch (and is half a
 step below the current count otherwise), which the checkpoint saver and early stopping compare.
 A NaN metric (e.g. an AUC with one class present) never beats a number.
+
+Limits: after ``resume`` the count starts again, and so does the saver's memory of its best score
+(as for the default key metric), so the first resumed epoch writes ``model.pt``; under
+``multi_gpu_train.json`` the subject-level metrics exist on rank 0 only, so early stopping
+(``early_stop_patience``) by a subject-level ``best_metric`` is not available there.
 """
 
 from __future__ import annotations
