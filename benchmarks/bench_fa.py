@@ -33,7 +33,6 @@ import psutil
 import torch
 
 from hcp_cam.io import write_json_atomic
-from hcp_cam.transforms import DTIFit, LoadDWI
 
 # shape, b0 volumes, directions per shell
 SIZES = {
@@ -154,6 +153,8 @@ def machine(device: str) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
+    from hcp_cam.transforms import DTIFit, LoadDWI  # MONAI's start-up only where they are used
+
     if args.threads:
         torch.set_num_threads(args.threads)
     size = "smoke" if args.smoke else args.size

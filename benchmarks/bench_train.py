@@ -7,9 +7,9 @@ slice items from :class:`hcp_cam.transforms.Slices25Dd` (ground-truth FA of
 - ``monai``: the train ``Compose`` of ``hcp_cam.training.data.build_transforms(spatial_dims=2)``
   through a MONAI ``CacheDataset`` (the deterministic head is cached, the random tail runs per
   sample on the CPU) and a shuffling ``DataLoader``; batches are copied to the device;
-- ``device``: :class:`hcp_cam.training.device_pipeline.SliceCache` (the eval chain once per slice,
-  all slices on the device) and :class:`~hcp_cam.training.device_pipeline.DeviceBatchLoader` with
-  :class:`~hcp_cam.training.device_pipeline.RandSliceAugment` (the random tail on whole batches
+- ``device``: :class:`hcp_cam.training.device.SliceCache` (the eval chain once per slice,
+  all slices on the device) and :class:`~hcp_cam.training.device.DeviceBatchLoader` with
+  :class:`~hcp_cam.training.device.RandSliceAugment` (the random tail on whole batches
   on the device).
 
 For each network, per repeat (interleaved, so load from other processes hits all alike):
@@ -58,8 +58,8 @@ from hcp_cam.networks import available_networks, get_network
 from hcp_cam.synth import make_subject
 from hcp_cam.synth.phantom import fa_from_diffusivities
 from hcp_cam.training.data import build_transforms
-from hcp_cam.training.device_pipeline import DeviceBatchLoader, RandSliceAugment, SliceCache
-from hcp_cam.transforms import Slices25Dd
+from hcp_cam.training.device import DeviceBatchLoader, RandSliceAugment, SliceCache
+from hcp_cam.transforms import PreprocessingParams, Slices25Dd
 
 BUNDLE_TRAIN = Path(__file__).resolve().parents[1] / "bundles" / "cam_dmri" / "configs" / "train.json"
 
@@ -260,7 +260,8 @@ def bench_arch(
     if args.use_channels_last:
         net = net.to(memory_format=torch.channels_last)
     size = max(args.image_size, int(getattr(net, "min_input_size", 1)))
-    train_tf, eval_tf = build_transforms(spatial_dims=2, image_size=size)
+    params = PreprocessingParams(image_size=size)  # one declaration for both pipelines, as the bundle's
+    train_tf, eval_tf = build_transforms(spatial_dims=2, params=params)
     track = not args.no_track_meta
     set_track_meta(track)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
@@ -295,7 +296,7 @@ def bench_arch(
             args.batch_size,
             shuffle=True,
             drop_last=True,
-            augment=RandSliceAugment(),
+            augment=RandSliceAugment(params),
             seed=args.seed,
             world_size=1,
             channels_last=args.use_channels_last,

@@ -6,7 +6,7 @@
 # (from the repository root, in the project's venv, after docs/make_results.sh)
 set -euo pipefail
 size=${IMAGE_SIZE:-96}
-root=${RESULTS_DIR:-bundles/cam_dmri/runs/results}
+root=${RESULTS_DIR:-runs/results}
 out=${ABLATION_DIR:-${root}_coverage_any}
 runs=()
 for run in "$root"/*_fold*; do

@@ -8,7 +8,7 @@ archs=("$@")
 [ ${#archs[@]} -gt 0 ] || archs=(alexnet vgg16 googlenet googlenet_gmp inception_v3)
 folds=3
 size=${IMAGE_SIZE:-96}                               # network input; IMAGE_SIZE=128 for 7x7-8x8 CAMs
-root=${RESULTS_DIR:-bundles/cam_dmri/runs/results}
+root=${RESULTS_DIR:-runs/results}
 for arch in "${archs[@]}"; do
   width=0.25
   [ "$arch" = vgg16 ] && width=0.125   # VGG16 is ~10x the compute of the others at the same width

@@ -6,7 +6,7 @@
 # (from the repository root, in the project's venv)
 set -euo pipefail
 folds=3
-root=${RESULTS_DIR:-bundles/cam_dmri/runs/results_wholebrain}
+root=${RESULTS_DIR:-runs/results_wholebrain}
 for fold in $(seq 0 $((folds - 1))); do
   out=$root/alexnet_fold${fold}
   common=(--arch alexnet --network_width 0.25 --image_size 96 --slice_selection mask

@@ -6,5 +6,6 @@ Data flows one way: files -> :mod:`hcp_cam.transforms` -> :mod:`hcp_cam.networks
 
 from hcp_cam.errors import HcpCamError, InputError
 
-__version__ = "0.1.0"
+# the one version number: pyproject reads it, the bundle's metadata.json requires it
+__version__ = "0.2.0"
 __all__ = ["HcpCamError", "InputError", "__version__"]

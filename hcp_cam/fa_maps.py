@@ -1,9 +1,16 @@
 """FA maps on disk: one acquisition (like FSL ``dtifit``) or a whole dataset, computed once.
 
-The dataset cache is ``<out_dir>/<subject>/<acquisition>_fa.nii.gz``. A map is written under a
-temporary name and renamed when complete (:func:`hcp_cam.io.atomic_path`), so an existing file
-is always a whole map and a second run recomputes nothing; a killed run leaves at most a hidden
-``.<name>.*.tmp.nii.gz`` that no later run mistakes for a result.
+Imports torch, numpy and nibabel only: ``hcp-cam fa`` loads no MONAI module. The work is done by
+the functional layer of :mod:`hcp_cam.transforms` (:func:`~hcp_cam.transforms.dwi_io.read_dwi`,
+:func:`~hcp_cam.transforms.tensor_maps.fit_dti_maps`), which the MONAI transforms wrap too.
+torch is imported only once the options and outputs are checked, while the DWI is being read in a
+worker thread (the gzip decoder releases the GIL): a bad input is reported in well under a second,
+and the ~2 CPU-seconds of torch's import overlap the decode.
+
+Every output is checked before the DWI is read (extension, a folder in the way, a folder that
+refuses writes, an output that is one of the inputs); the maps of one call are written under
+temporary names and renamed together (:func:`hcp_cam.io.atomic_paths`): all or none. The dataset
+cache and how its entries are validated: :mod:`hcp_cam.fa_cache`.
 """
 
 from __future__ import annotations
@@ -11,16 +18,21 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
-import torch
 from tqdm.auto import tqdm
 
 from hcp_cam.errors import ConfigError, InputError
-from hcp_cam.io import save_nifti_like
-from hcp_cam.transforms.dwi import LoadDWI
-from hcp_cam.transforms.tensor_fit import DTIFit
+from hcp_cam.fa_cache import fa_cache_path
+from hcp_cam.io import _fast_gzip_open, atomic_paths, check_not_inputs, check_output_path, nifti_like
+from hcp_cam.transforms.dti_options import check_backend, check_metrics
+from hcp_cam.transforms.dwi_io import read_dwi, resolve_gradient_paths
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["compute_fa_file", "compute_dataset_fa", "fa_cache_path", "metric_paths", "parse_shard"]
 
@@ -55,6 +67,12 @@ def metric_paths(out: PathLike, metrics: Sequence[str]) -> dict[str, Path]:
     return {m: out if m == "fa" else out.with_name(f"{base}_{m}.nii.gz") for m in metrics}
 
 
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    from hcp_cam.transforms.tensor_maps import resolve_device  # torch: imported here, not at start-up
+
+    return resolve_device(device)
+
+
 def compute_fa_file(
     dwi: PathLike,
     bvals: PathLike | None,
@@ -72,42 +90,73 @@ def compute_fa_file(
         bvals: FSL b-values; with ``bvecs`` None, found beside ``dwi``.
         bvecs: FSL directions (3 x N or N x 3).
         mask: 3D brain mask; None fits every voxel.
-        out: the FA file (``.nii.gz``); other metrics go to ``<out stem>_<metric>.nii.gz``.
-        backend: "torch" or "dipy" (see :class:`~hcp_cam.transforms.DTIFit`).
+        out: the FA file (``.nii``/``.nii.gz``); other metrics go to ``<out stem>_<metric>.nii.gz``.
+        backend: "torch" or "dipy" (see :func:`~hcp_cam.transforms.tensor_maps.fit_dti_maps`).
         device: torch device; None picks CUDA when available.
         metrics: maps to write; FA is always written.
 
     Returns:
         metric -> written path. FA ``(X, Y, Z)`` float32; MD/AD/RD in mm^2/s; V1 and colour FA
-        ``(X, Y, Z, 3)``; all with the affine, sform/qform and voxel sizes of ``dwi``.
+        ``(X, Y, Z, 3)``; all with the affine, sform/qform codes and voxel sizes of ``dwi``.
 
     Raises:
-        InputError: any bad input (see :class:`~hcp_cam.transforms.LoadDWI`); nothing is written.
-        ConfigError: unknown metric or backend.
+        InputError: an output that cannot be written or is one of the inputs (checked first), or
+            any bad input (see :func:`~hcp_cam.transforms.dwi_io.read_dwi` and
+            :func:`~hcp_cam.transforms.tensor_maps.fit_dti_maps`); nothing is written.
+        ConfigError: unknown metric, backend or device.
     """
-    metrics = tuple(dict.fromkeys(("fa", *metrics)))
-    fitter = DTIFit(metrics=metrics, backend=backend, device=device)  # bad options fail before any I/O
+    metrics = check_metrics(tuple(dict.fromkeys(("fa", *metrics))))
+    check_backend(backend)  # bad options and outputs fail before any input is read
+    check_output_path(out, "FA output")
     paths = metric_paths(out, metrics)
-    if Path(dwi).resolve() in {p.resolve() for p in paths.values()}:
-        raise InputError("output would overwrite the input DWI", out)
-    image, brain = LoadDWI()(dwi, bvals=bvals, bvecs=bvecs, mask=mask)
-    maps = fitter(image, brain)
-    del image
+    for metric, path in paths.items():
+        check_output_path(path, f"{metric.upper()} output")
+    if not Path(dwi).exists():
+        raise InputError("file not found", dwi)
+    bvals_p, bvecs_p = resolve_gradient_paths(dwi, bvals, bvecs)
+    inputs = {"DWI": dwi, "mask": mask, "b-values file": bvals_p, "b-vectors file": bvecs_p}
+    check_not_inputs(list(paths.values()), inputs)
+
+    _fast_gzip_open()  # the decoder's module imported here, not in the worker
+    pool = ThreadPoolExecutor(1, thread_name_prefix="read-dwi")
+    try:
+        reading = pool.submit(read_dwi, dwi, bvals_p, bvecs_p, mask)
+        import torch
+
+        from hcp_cam.transforms.tensor_maps import fit_dti_maps
+
+        dev = _resolve_device(device)
+        vol = reading.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    gtab = vol.gradients
+    maps = fit_dti_maps(
+        torch.from_numpy(vol.data).permute(3, 0, 1, 2),
+        gtab.bvals,
+        gtab.bvecs,
+        gtab.b0_mask,
+        mask=None if vol.mask_path is None else torch.from_numpy(vol.mask),
+        metrics=metrics,
+        backend=backend,
+        device=dev,
+        b0_threshold=gtab.b0_threshold,
+        name=dwi,
+    )
+    del vol
     # the header only (lazy): geometry, sform/qform codes and zooms are copied from it
     reference = nib.load(str(dwi))
+    images = {}
     for metric, path in paths.items():
-        arr = maps[metric].numpy()  # (C, X, Y, Z)
+        arr = maps.pop(metric).numpy()  # (C, X, Y, Z)
         data = arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 3, 0)
-        save_nifti_like(data, reference, path, description=_DESCRIPTIONS[metric])
+        images[metric] = nifti_like(data, reference, _DESCRIPTIONS[metric], where=path)
+    try:
+        with atomic_paths(list(paths.values())) as tmps:  # all the maps, or none of them
+            for img, tmp in zip(images.values(), tmps, strict=True):
+                nib.save(img, str(tmp))
+    except OSError as e:  # a full disk, a folder removed meanwhile: nothing was left behind
+        raise InputError(f"cannot write the maps ({e.strerror or e}); none was written", out) from e
     return paths
-
-
-def fa_cache_path(out_dir: PathLike, subject: str, acquisition: str) -> Path:
-    """Cache file of one acquisition's FA: ``<out_dir>/<subject>/<acquisition>_fa.nii.gz``."""
-    for part, what in ((subject, "subject"), (acquisition, "acquisition")):
-        if not part or "/" in part or "\\" in part or part in (".", ".."):
-            raise InputError(f"{what} name {part!r} cannot be used as a file name", out_dir)
-    return Path(out_dir) / subject / f"{acquisition}_fa.nii.gz"
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -137,44 +186,52 @@ def compute_dataset_fa(
     device: str | torch.device | None = None,
     shard: tuple[int, int] = (0, 1),
     progress: bool = True,
+    layout: str = "auto",
+    index_dir: PathLike | None = None,
 ) -> list[Path]:
     """FA of every acquisition of a dataset, written once into a cache folder.
 
-    Acquisitions come from :func:`hcp_cam.data.discovery.discover_acquisitions`, sorted by
+    Acquisitions come from :func:`hcp_cam.data.layouts.find_acquisitions` (any layout), sorted by
     ``(subject, acquisition)``; shard ``(i, n)`` takes every n-th one starting at the i-th, so n
-    jobs with ``i = 0 .. n-1`` split the dataset without overlap. Existing cache files are kept.
+    jobs with ``i = 0 .. n-1`` split the dataset without overlap. A cache entry is reused only
+    when :func:`hcp_cam.fa_cache.cache_entry_problem` finds nothing wrong with it (it loads, lies
+    on the source's grid, its stamp matches the source files); otherwise it is computed again.
+    Raw BIDS DWIs get a brain mask computed beside their FA (``<acquisition>_mask.nii.gz``); given FA
+    maps (layout ``fa``) are listed, not copied.
 
     Args:
-        dataset_dir: dataset root (HCP layout).
+        dataset_dir: dataset root.
         out_dir: cache root; files go to ``<out_dir>/<subject>/<acquisition>_fa.nii.gz``.
         backend: "torch" or "dipy". device: torch device; None picks CUDA when available.
         shard: ``(i, n)`` with ``0 <= i < n``.
         progress: show a tqdm progress bar.
+        layout: the dataset's layout (see :data:`hcp_cam.data.layouts.DATASET_LAYOUTS`).
+        index_dir: where pybids keeps a BIDS dataset's index; ``None``: in memory.
 
     Returns:
-        The FA paths of this shard's acquisitions, in order (computed now or found in the cache).
+        The FA paths of this shard's acquisitions, in order (computed now, found in the cache, or given).
 
     Raises:
         InputError: from discovery or from a bad acquisition (maps already written stay).
-        ConfigError: a bad shard, backend or device.
+        ConfigError: a bad shard, backend, device or layout.
     """
-    from hcp_cam.data.discovery import discover_acquisitions
+    from hcp_cam.data.fa_sources import acquisition_maps
+    from hcp_cam.data.layouts import find_acquisitions
 
     i, n = _check_shard(shard)
-    fitter_check = DTIFit(backend=backend, device=device)  # bad options fail before the first fit
-    del fitter_check
-    acquisitions = sorted(discover_acquisitions(dataset_dir), key=lambda a: (a.subject, a.acquisition))
+    check_backend(backend)
+    dev = _resolve_device(device)  # bad options fail before the first fit
+    _, found = find_acquisitions(dataset_dir, layout, index_dir=index_dir)
+    acquisitions = sorted(found, key=lambda a: (a.subject, a.acquisition))
     mine = acquisitions[i::n]
     paths: list[Path] = []
     computed = 0
     for acq in tqdm(mine, desc=f"FA {i}/{n}", unit="acq", disable=not progress):
-        path = fa_cache_path(out_dir, acq.subject, acq.acquisition)
-        if not path.exists():
-            compute_fa_file(acq.dwi, acq.bvals, acq.bvecs, acq.mask, path, backend=backend, device=device)
-            computed += 1
+        path, _, how = acquisition_maps(acq, out_dir, backend=backend, device=dev)
+        computed += how == "computed"
         paths.append(path)
     logger.info(
-        "FA shard %d/%d: %d acquisitions, %d computed, %d cached",
+        "FA shard %d/%d: %d acquisitions, %d computed, %d cached or given",
         i,
         n,
         len(mine),

@@ -1,7 +1,10 @@
 """File helpers shared by every writer: atomic writes and NIfTI geometry kept from a reference.
 
 Every output is written to a temporary name in the destination folder and renamed when complete,
-so a crash or a bad input never leaves a half-written file under the final name.
+so a crash or a bad input never leaves a half-written file under the final name; a call that
+writes several files renames them together (:func:`atomic_paths`). Outputs are checked before the
+work that makes them (:func:`check_output_path`, :func:`check_not_inputs`). Imports numpy and
+nibabel only.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 import os
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +27,19 @@ from hcp_cam.errors import InputError
 
 __all__ = [
     "atomic_path",
+    "atomic_paths",
+    "check_output_path",
+    "check_not_inputs",
     "write_json_atomic",
     "load_nifti",
+    "MASK_AFFINE_ATOL",
+    "nifti_like",
     "save_nifti_like",
+    "NIFTI_SUFFIXES",
 ]
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+MASK_AFFINE_ATOL = 1e-3  # mm: a mask on its image's grid (headers store float32)
 
 
 @contextlib.contextmanager
@@ -52,6 +64,118 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_paths(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
+    """Like :func:`atomic_path` for several files written all or none.
+
+    Yields one temporary path beside each of ``paths`` (same suffixes); when the block succeeds
+    they are renamed to their final names one after the other, else every temporary is removed,
+    and so is every folder this call created. Should a rename fail (it is one ``os.replace`` in
+    the same folder), the final files it had made so far are removed again.
+    """
+    finals = [Path(p) for p in paths]
+    created: list[Path] = []
+    tmps: list[Path] = []
+    renamed: list[Path] = []
+    try:
+        for path in finals:
+            missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            created.extend(reversed(missing))  # deepest last, removed first below
+            suffix = "".join(path.suffixes)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{path.name.split('.')[0]}.", suffix=f".tmp{suffix}", dir=path.parent
+            )
+            os.close(fd)
+            tmps.append(Path(tmp))
+        yield list(tmps)
+        modes = [_mode_for(p) for p in finals]
+        for tmp, path, mode in zip(tmps, finals, modes, strict=True):
+            os.chmod(tmp, mode)
+            existed = path.exists()
+            os.replace(tmp, path)
+            if not existed:
+                renamed.append(path)
+    except BaseException:
+        for path in renamed:
+            path.unlink(missing_ok=True)
+        for d in reversed(created):
+            with contextlib.suppress(OSError):
+                for tmp in tmps:
+                    if tmp.parent == d:
+                        tmp.unlink(missing_ok=True)
+                d.rmdir()
+        raise
+    finally:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+
+
+def check_output_path(
+    path: str | os.PathLike, what: str = "output", suffixes: Sequence[str] | None = NIFTI_SUFFIXES
+) -> Path:
+    """Check, before any work, that a file can be written at ``path``.
+
+    Args:
+        path: the file to be written (its folders may not exist yet).
+        what: how the message names it ("output", "FA output", ...).
+        suffixes: the endings it must have (NIfTI by default); None accepts any name.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        InputError: a wrong extension, a folder at ``path``, a file where a folder must be
+            created, or a destination folder that refuses a test file (read-only, no permission).
+            Nothing is left behind by the check.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(
+            f"{what} is a folder; expected a file name ending in {' or '.join(suffixes or ('a name',))}", path
+        )
+    if suffixes and not any(path.name.endswith(s) for s in suffixes):
+        raise InputError(f"{what} must end in {' or '.join(suffixes)}, found {path.name!r}", path)
+    if path.exists() and not path.is_file():
+        raise InputError(f"{what} exists and is not a regular file", path)
+    folder = Path(os.path.abspath(path)).parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"cannot create the {what}'s folder: {folder} is a file", path)
+    try:  # a real probe: permission bits say nothing about root, read-only mounts or immutable folders
+        if folder == Path(os.path.abspath(path)).parent:
+            fd, probe = tempfile.mkstemp(prefix=".hcp-cam-probe.", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        else:
+            os.rmdir(tempfile.mkdtemp(prefix=".hcp-cam-probe.", dir=folder))
+    except OSError as e:
+        raise InputError(
+            f"cannot write the {what}: folder {folder} is not writable ({e.strerror or e})", path
+        ) from e
+    return path
+
+
+def check_not_inputs(
+    outputs: Sequence[str | os.PathLike], inputs: Mapping[str, str | os.PathLike | None]
+) -> None:
+    """Refuse any output that is one of the inputs (resolved paths: links and ``..`` see through).
+
+    Args:
+        outputs: the files a call will write.
+        inputs: kind -> input file (``{"DWI": ..., "mask": ...}``); None entries are skipped.
+
+    Raises:
+        InputError: naming the output and the input it would overwrite.
+    """
+    resolved = {Path(p).resolve(): kind for kind, p in inputs.items() if p is not None}
+    for out in outputs:
+        kind = resolved.get(Path(out).resolve())
+        if kind is not None:
+            raise InputError(f"output would overwrite the input {kind}; choose another output name", out)
 
 
 def _current_umask() -> int:
@@ -103,6 +227,8 @@ def load_nifti(path: str | os.PathLike, ndim: int | tuple[int, ...] | None = Non
     path = Path(path)
     if not path.exists():
         raise InputError("file not found", path)
+    if path.is_dir():
+        raise InputError("expected a NIfTI file, found a folder", path)
     loaded = _load_gz_fast(path) if path.name.endswith(".nii.gz") else None
     try:
         img, data = loaded if loaded is not None else _load_nibabel(path)
@@ -139,7 +265,10 @@ def _fast_gzip_open() -> Callable[..., Any] | None:
     """``open`` of the fastest installed gzip decoder (ISA-L, then zlib-ng), or None.
 
     Both decode a DWI ``.nii.gz`` ~1.4x faster than the standard library's zlib
-    (docs/performance.md); ``pip install "hcp-cam[fast-gzip]"`` installs ``isal``.
+    (docs/performance.md). ``isal`` is a dependency of hcp-cam (a wheel on every platform PyPI
+    serves); ``zlib-ng`` is taken when installed. This is the project's equivalent of MONAI's
+    ``optional_import``, which ``hcp-cam fa`` cannot use without importing MONAI: an optional module
+    is tried by name and its absence falls back to the standard library, never an error.
     """
     for module in ("isal.igzip", "zlib_ng.gzip_ng"):
         try:
@@ -173,26 +302,29 @@ def _load_gz_fast(path: Path) -> tuple[nib.Nifti1Image, np.ndarray] | None:
         return None
 
 
-def save_nifti_like(
+def nifti_like(
     data: np.ndarray,
     reference: nib.Nifti1Image,
-    path: str | os.PathLike,
     description: str = "",
     dtype: np.dtype | type = np.float32,
-) -> Path:
-    """Write ``data`` with exactly the affine, sform/qform codes and voxel sizes of ``reference``.
+    where: str | os.PathLike | None = None,
+) -> nib.Nifti1Image:
+    """An image of ``data`` with exactly the affine, sform/qform codes and voxel sizes of ``reference``.
 
     Args:
         data: array whose first three dimensions equal the reference's spatial shape.
         reference: the image whose geometry the output keeps (the FA map, the DWI).
-        path: output file; written atomically.
         description: stored in the header's ``descrip`` field (80 bytes at most), e.g. the units.
         dtype: output data type (float32 by default).
+        where: the file it is meant for, named in the error.
+
+    Raises:
+        InputError: ``data`` is not on the reference's grid.
     """
     data = np.asarray(data)
     if data.shape[:3] != reference.shape[:3]:
         raise InputError(
-            f"data shape {data.shape} does not match the reference grid {reference.shape[:3]}", path
+            f"data shape {data.shape} does not match the reference grid {reference.shape[:3]}", where
         )
     header = reference.header.copy()
     header.set_data_dtype(dtype)
@@ -205,6 +337,26 @@ def save_nifti_like(
     out.header["descrip"] = description[:79].encode()
     out.header["scl_slope"] = 1.0
     out.header["scl_inter"] = 0.0
+    return out
+
+
+def save_nifti_like(
+    data: np.ndarray,
+    reference: nib.Nifti1Image,
+    path: str | os.PathLike,
+    description: str = "",
+    dtype: np.dtype | type = np.float32,
+) -> Path:
+    """Write ``data`` with exactly the geometry of ``reference`` (:func:`nifti_like`), atomically.
+
+    Args:
+        data: array whose first three dimensions equal the reference's spatial shape.
+        reference: the image whose geometry the output keeps (the FA map, the DWI).
+        path: output file; written under a temporary name, renamed when complete.
+        description: stored in the header's ``descrip`` field (80 bytes at most), e.g. the units.
+        dtype: output data type (float32 by default).
+    """
+    out = nifti_like(data, reference, description, dtype, where=path)
     with atomic_path(path) as tmp:
         nib.save(out, str(tmp))
     return Path(path)

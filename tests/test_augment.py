@@ -9,7 +9,12 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from hcp_cam.transforms.augment import DERIVED_MASK_KEY, build_slice_transforms, map_to_slice
+from hcp_cam.transforms.augment import (
+    DERIVED_MASK_KEY,
+    build_slice_transforms,
+    build_volume_transforms,
+    map_to_slice,
+)
 
 S = 48
 
@@ -157,3 +162,24 @@ def test_chains_leave_the_input_item_untouched():
     train(item)
     assert torch.equal(item["image"].as_tensor(), before)
     assert len(item["image"].applied_operations) == 0
+
+
+def test_volume_chains_leave_the_input_untouched_and_give_cubes():
+    """The 3D chain has the 2D chain's copy: ``NormalizeIntensityd(nonzero=True)`` would otherwise
+    z-score the caller's float32 volume in place (the items of ``PreparedData`` and a dataset's cache)."""
+    g = torch.Generator().manual_seed(0)
+    mask = torch.zeros(1, 12, 16, 10)
+    mask[:, 2:-2, 3:-3, 2:-2] = 1
+    item = {"image": MetaTensor((0.2 + 0.6 * torch.rand((1, 12, 16, 10), generator=g)) * mask), "mask": mask}
+    before = item["image"].as_tensor().clone()
+    train, evaluate = build_volume_transforms(20, noise_prob=1.0)
+    train.set_random_state(seed=0)
+    for chain in (evaluate, train):
+        out = chain(item)
+        assert out["image"].shape == (1, 20, 20, 20) and out["image"].dtype == torch.float32
+        assert bool((out["image"][out["mask"] == 0] == 0).all())
+        assert torch.equal(item["image"].as_tensor(), before)
+    _, same_size = build_volume_transforms(16)  # 16 = the longest side: no resampling of the values
+    out = same_size(item)
+    z = out["image"][out["mask"] > 0]
+    assert abs(float(z.mean())) < 1e-5 and abs(float(z.std(unbiased=False)) - 1) < 1e-4

@@ -14,6 +14,13 @@ TRAIN = CONFIGS / "train.json"
 TRAINING_OUTPUTS = ("checkpoints", "metrics", "tensorboard", "figures")
 
 
+def _assert_one_line_exit_2(proc):
+    """Bad input ends a bundle run as it ends the command line: exit 2, one error line, no traceback."""
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("cam_dmri bundle: error: ")]
+    assert proc.returncode == 2 and len(errors) == 1, output_of(proc)[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
 def _assert_no_training_outputs(out):
     written = [name for name in TRAINING_OUTPUTS if (out / name).exists() and any((out / name).rglob("*"))]
     assert not written, f"a failed run wrote {written} in {out}"
@@ -23,7 +30,7 @@ def test_unknown_arch_lists_valid_names_and_writes_nothing(tiny_data, tmp_path):
     out = tmp_path / "run"
     proc = run_bundle("training", TRAIN, out, tiny_data, {"arch": "foo"})
     text = output_of(proc)
-    assert proc.returncode != 0
+    _assert_one_line_exit_2(proc)
     assert "unknown network 'foo'" in text, text[-3000:]
     assert all(name in text for name in available_networks()), text[-3000:]
     assert not out.exists(), tree_snapshot(out).keys()
@@ -34,7 +41,7 @@ def test_image_size_below_minimum_states_it_before_writing(tiny_data, tmp_path):
     proc = run_bundle("training", TRAIN, out, tiny_data, {"image_size": 8})
     text = output_of(proc)
     minimum = get_network("alexnet", width=0.125).min_input_size
-    assert proc.returncode != 0
+    _assert_one_line_exit_2(proc)
     assert f"image_size 8 is too small for alexnet: the minimum is {minimum}" in text, text[-3000:]
     assert not out.exists(), tree_snapshot(out).keys()
 
@@ -45,7 +52,7 @@ def test_missing_dataset_dir_is_an_error_not_the_demo(tiny_data, tmp_path):
     data = TinyData(dataset_dir=tmp_path / "nonexistent", cache_dir=cache)
     proc = run_bundle("training", TRAIN, out, data)
     text = output_of(proc)
-    assert proc.returncode != 0
+    _assert_one_line_exit_2(proc)
     assert f"dataset_dir '{tmp_path / 'nonexistent'}' does not exist" in text, text[-3000:]
     assert not list(cache.glob("demo*")), "fell back to generating the demo data"
     _assert_no_training_outputs(out)
@@ -57,7 +64,7 @@ def test_dataset_without_participants_table(tmp_path):
     out = tmp_path / "run"
     proc = run_bundle("training", TRAIN, out, TinyData(root, tmp_path / "cache"))
     text = output_of(proc)
-    assert proc.returncode != 0
+    _assert_one_line_exit_2(proc)
     assert "has no participants.csv or participants.tsv" in text and str(root) in text, text[-3000:]
     _assert_no_training_outputs(out)
 
@@ -71,7 +78,7 @@ def test_single_age_group_cannot_be_split(tiny_data, tmp_path):
     out = tmp_path / "run"
     proc = run_bundle("training", TRAIN, out, TinyData(root, tiny_data.cache_dir))
     text = output_of(proc)
-    assert proc.returncode != 0
+    _assert_one_line_exit_2(proc)
     assert "group 'young' has 0 subject(s)" in text, text[-3000:]
     _assert_no_training_outputs(out)
 
@@ -84,7 +91,7 @@ def test_output_dir_of_another_configuration_is_refused(trained_run, tiny_data, 
     before = tree_snapshot(out)
     proc = run_bundle("training", TRAIN, out, tiny_data, {"arch": "vgg16"})
     text = output_of(proc)
-    assert proc.returncode != 0
+    _assert_one_line_exit_2(proc)
     assert "holds a run of a different configuration (arch: 'alexnet' -> 'vgg16')" in text, text[-3000:]
     assert tree_snapshot(out) == before  # nothing rewritten, nothing added
 
@@ -92,3 +99,28 @@ def test_output_dir_of_another_configuration_is_refused(trained_run, tiny_data, 
     proc = run_bundle("training", TRAIN, fresh, tiny_data, {"arch": "vgg16", "epochs": 1})
     assert proc.returncode == 0, output_of(proc)[-3000:]
     assert (fresh / "checkpoints" / "checkpoint_epoch=1.pt").is_file()
+
+
+def test_3d_training_that_would_run_zero_batches_is_refused_not_exit_0(tiny_data, tmp_path):
+    """6 training volumes and batch_size 16 with drop_last: MONAI warned "dataloader is empty",
+    skipped training and the bundle exited 0 without a checkpoint."""
+    out = tmp_path / "run"
+    proc = run_bundle("training", TRAIN, out, tiny_data, {"spatial_dims": 3, "batch_size": 16})
+    text = output_of(proc)
+    _assert_one_line_exit_2(proc)
+    assert (
+        "the training split's 6 volume(s) make no batch of batch_size 16 (drop_last drops the last partial "
+        "batch, so the run would train nothing and write no checkpoint): use --batch_size 6 or less"
+    ) in text, text[-3000:]
+    assert "dataloader` is empty" not in text
+    _assert_no_training_outputs(out)
+    assert not (out / "config.json").exists()
+
+
+def test_negative_image_size_is_a_config_error_naming_the_key_before_writing(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    proc = run_bundle("training", TRAIN, out, tiny_data, {"image_size": -5})
+    text = output_of(proc)
+    _assert_one_line_exit_2(proc)
+    assert "cam_dmri bundle: error: image_size must be a whole number of voxels >= 1" in text, text[-3000:]
+    assert "got -5" in text and not out.exists()

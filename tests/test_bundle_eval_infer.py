@@ -124,3 +124,17 @@ def test_evaluate_reports_calls_calibrated_on_the_validation_subjects_beside_the
     assert metrics["calibrated_subject_accuracy"] == pytest.approx(float(table["calibrated_correct"].mean()))
     # the uncalibrated accuracy stays as it was, beside the calibrated one
     assert metrics["subject_accuracy"] == pytest.approx(float(table["correct"].mean()))
+
+
+def test_evaluate_and_inference_end_with_the_run_report(evaluated, inferred):
+    """Both runs write ``report.html`` at their end; after inference it holds the CAM viewer of every
+    test subject (evaluating ran first, so inference rewrote the page with what exists then)."""
+    for _, proc in (evaluated, inferred):
+        assert proc.returncode == 0, output_of(proc)[-4000:]
+    out = inferred[0]
+    page = (out / "report.html").read_text()
+    metrics = json.loads((out / "metrics" / "test_metrics.json").read_text())
+    assert f"{metrics['subject_accuracy']:.3f}" in page
+    for subject in _test_subjects(out):
+        assert subject in page
+    assert "report.html" in output_of(inferred[1])

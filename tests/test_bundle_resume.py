@@ -85,3 +85,31 @@ def test_corrupt_checkpoint_on_resume_is_refused_and_left_as_is(trained_run, tin
     assert str(ckpt) in text and "corrupt" in text, text[-4000:]
     assert tree_snapshot(out / "checkpoints") == before  # same files, same bytes
     assert (out / "metrics" / "history.csv").read_bytes() == history
+
+
+def test_resume_restores_the_optimizer_state_of_the_checkpoint(trained_run, tiny_data, tmp_path):
+    """The bundle's resume wiring hands the optimizer (and scheduler) to the loader, not only the
+    trainer: Adam's step count goes on from the checkpoint's, where a fresh optimizer would restart
+    it at 0, and its moments are the checkpoint's where the first resumed epoch starts from them."""
+    import torch
+
+    src, train_proc = trained_run
+    assert train_proc.returncode == 0, output_of(train_proc)[-4000:]
+    out = tmp_path / "run"
+    shutil.copytree(src, out)
+    saved = torch.load(out / "checkpoints" / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=True)
+    per_epoch = saved["trainer"]["epoch_length"]  # ignite keeps the iteration, not the epoch
+    assert saved["trainer"]["iteration"] == 2 * per_epoch and per_epoch >= 1
+    assert {float(s["step"]) for s in saved["optimizer"]["state"].values()} == {2.0 * per_epoch}
+
+    proc = run_bundle("training", CONFIGS / "train.json", out, tiny_data, {"epochs": 3, "resume": True})
+    text = output_of(proc)
+    assert proc.returncode == 0, text[-4000:]
+    assert re.search(r"resume: continuing from \S*checkpoint_epoch=2\.pt", text), text[-4000:]
+    after = torch.load(out / "checkpoints" / "checkpoint_epoch=3.pt", map_location="cpu", weights_only=True)
+    assert after["trainer"]["iteration"] == 3 * per_epoch
+    steps = {float(s["step"]) for s in after["optimizer"]["state"].values()}
+    assert steps == {3.0 * per_epoch}, f"optimizer restarted: steps {steps}, expected {3 * per_epoch}"
+    assert set(after["optimizer"]["state"]) == set(saved["optimizer"]["state"])
+    # the scheduler went on too: its epoch counter and the learning rate it set
+    assert after["lr_scheduler"]["last_epoch"] == saved["lr_scheduler"]["last_epoch"] + 1 == 3

@@ -11,7 +11,8 @@ import torch.nn as nn
 from monai.data import MetaTensor
 
 from hcp_cam.cam.inferer import CAMInferer
-from hcp_cam.cam.volume import cam_volume, normalise01, write_cam_nifti
+from hcp_cam.cam.nifti import normalise01, write_cam_nifti
+from hcp_cam.cam.volume import cam_volume
 from hcp_cam.errors import InputError
 from hcp_cam.io import load_nifti
 from hcp_cam.transforms.augment import build_slice_transforms

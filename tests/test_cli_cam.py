@@ -4,6 +4,7 @@ model-randomisation check. Networks are built untrained with get_network (AlexNe
 
 from __future__ import annotations
 
+import argparse
 import json
 import warnings
 from pathlib import Path
@@ -276,11 +277,11 @@ def _bad_case(kind: str, files: dict, tmp: Path) -> tuple[list[str], str]:
     if kind == "text":
         p = run / "checkpoints" / "notes.pt"
         p.write_text("these are not weights\n")
-        return ["--checkpoint", str(p), fa], "not a PyTorch checkpoint"
+        return ["--checkpoint", str(p), fa], "is truncated, corrupt or not a PyTorch file"
     if kind == "truncated":
         p = run / "checkpoints" / "truncated.pt"
         p.write_bytes(files["ckpt"].read_bytes()[:2000])
-        return ["--checkpoint", str(p), fa], "not a PyTorch checkpoint"
+        return ["--checkpoint", str(p), fa], "is truncated, corrupt or not a PyTorch file"
     if kind == "missing_ckpt":
         return ["--checkpoint", str(run / "checkpoints" / "nope.pt"), fa], "does not exist"
     if kind == "mask_grid":
@@ -312,11 +313,59 @@ def _bad_case(kind: str, files: dict, tmp: Path) -> tuple[list[str], str]:
         return ["--checkpoint", ckpt, str(p)], "cannot read the input image as NIfTI"
     if kind == "class":
         return ["--checkpoint", ckpt, fa, "--class", "middle"], "unknown cam_class 'middle'"
+    if kind == "b0_as_fa":  # scanner intensities up to ~2000: answered "old, p = 0.945" before
+        b0 = np.where(mask, np.random.default_rng(1).uniform(200, 2000, SHAPE), 0).astype(np.float32)
+        p = _save(b0, aff, tmp / "b0.nii.gz")
+        return [
+            "--checkpoint",
+            ckpt,
+            str(p),
+        ], f"{p}: input FA map does not look like FA: expected values within"
+    if kind == "mask_as_fa":
+        p = _save(mask.astype(np.uint8), aff, tmp / "brain_mask.nii.gz")
+        return ["--checkpoint", ckpt, str(p)], "non-zero brain voxels all hold 1 (a binary mask?)"
+    if kind == "nan_fa":
+        data = np.asarray(nib.load(fa).dataobj).copy()
+        data[0, 0, 0] = np.nan
+        p = _save(data, aff, tmp / "nan_fa.nii.gz")
+        return ["--checkpoint", ckpt, str(p)], "holds 1 NaN or Inf values"  # refused on loading
+    if kind in ("config_negative_size", "config_below_minimum", "config_width"):
+        key, value = {"config_negative_size": ("image_size", -5), "config_below_minimum": ("image_size", 8),
+                      "config_width": ("network_width", "wide")}[kind]  # fmt: skip
+        bad = tmp / "bad_config.json"
+        bad.write_text(json.dumps({**CONFIG, key: value}))
+        phrase = {
+            "config_negative_size": f"run configuration {bad}: image_size must be a whole number of voxels >= 1, got -5",
+            "config_below_minimum": f"run configuration {bad}: image_size 8 is below the ",
+            "config_width": "network_width must be a width multiplier > 0, got 'wide'",
+        }[kind]
+        return ["--checkpoint", ckpt, "--config", str(bad), fa], phrase
+    if kind == "pickled_checkpoint":
+        p = run / "checkpoints" / "with_objects.pt"
+        torch.save({"model": files["net"].state_dict(), "args": argparse.Namespace(lr=0.1)}, p)
+        return [
+            "--checkpoint",
+            str(p),
+            fa,
+        ], "holds pickled Python objects (argparse.Namespace) besides tensors"
+    if kind == "dwi_unknown_layer":  # must fail before the tensor fit writes PREFIX_fa
+        d = write_dwi(tmp / "dwi", shape=SHAPE, n_per_shell=6)
+        return [
+            "--checkpoint",
+            ckpt,
+            str(d.dwi),
+            "--method",
+            "gradcam",
+            "--layer",
+            "nope",
+        ], "has no layer 'nope'"
     raise AssertionError(kind)
 
 
 BAD = ["arch", "classes", "text", "truncated", "missing_ckpt", "mask_grid", "mask_affine", "empty_mask"]
 BAD += ["dwi_empty_mask", "roi_grid", "5d", "missing", "not_nifti", "class"]
+BAD += ["b0_as_fa", "mask_as_fa", "nan_fa", "config_negative_size", "config_below_minimum", "config_width"]
+BAD += ["pickled_checkpoint", "dwi_unknown_layer"]
 
 
 @pytest.mark.parametrize("kind", BAD)
@@ -397,3 +446,151 @@ def test_randomisation_check_3d_network(files, tmp_path, method, size, expect):
         assert -1.0 <= r < 0.999 and written["interpretation"].split()[0] in ("low", "high")
     else:
         assert r is None and not written["passed"] and written["interpretation"].startswith("undefined")
+
+
+def test_b0_given_as_fa_is_refused_in_one_line(files, tmp_path, capsys):
+    """`hcp-cam cam` took a b0 (values up to ~2000) as FA and answered "old, p = 0.945"."""
+    mask = files["mask_array"]
+    b0 = np.where(mask, np.random.default_rng(1).uniform(200, 2000, SHAPE), 0).astype(np.float32)
+    p = _save(b0, files["affine"], tmp_path / "b0.nii.gz")
+    before = p.read_bytes()
+    assert main(["cam", "--checkpoint", str(files["ckpt"]), str(p), "--out", str(tmp_path / "o" / "s")]) == 2
+    lo, hi, n = b0[mask].min(), b0[mask].max(), int(mask.sum())
+    assert capsys.readouterr().err == (
+        f"hcp-cam cam: error: {p}: input FA map does not look like FA: expected values within [0, 1], "
+        f"found values {lo:.4g} to {hi:.4g} ({n} of {n} brain voxels outside); scanner intensities like "
+        "these are a b0 or diffusion-weighted volume, not FA; pass an FA map (hcp-cam fa fits one from the DWI)\n"
+    )
+    assert p.read_bytes() == before and not (tmp_path / "o").exists()
+
+
+def test_fa_with_a_few_voxels_above_one_warns_and_runs(files, tmp_path, caplog):
+    data = np.asarray(nib.load(str(files["fa"])).dataobj).copy()
+    data[tuple(np.argwhere(files["mask_array"])[0])] = 1.05  # interpolation overshoot in one voxel
+    p = _save(data, files["affine"], tmp_path / "fa_interp.nii.gz")
+    caplog.set_level("WARNING")
+    assert (
+        main(["cam", "--checkpoint", str(files["ckpt"]), str(p), "--out", str(tmp_path / "s"), "--no-figure"])
+        == 0
+    )
+    assert f"{p}: 1 brain voxel(s) of the input FA map lie outside [0, 1]" in caplog.text
+    assert (tmp_path / "s_cam.nii.gz").is_file()
+
+
+def test_output_that_is_a_folder_or_under_a_file_exit_2_before_any_work(files, tmp_path, capsys):
+    (tmp_path / "s_cam.nii.gz").mkdir()
+    args = ["cam", "--checkpoint", str(files["ckpt"]), str(files["fa"])]
+    assert main([*args, "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"hcp-cam cam: error: {tmp_path / 's_cam.nii.gz'}: --out: this output is an existing folder; choose another --out\n"
+    )
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main([*args, "--out", str(blocker / "s")]) == 2
+    assert f"--out lies under {blocker}, which is a file, not a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "s_cam.nii.gz"]
+
+
+def _outputs(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_failed_cam_over_an_earlier_prefix_leaves_the_earlier_outputs_as_they_were(files, tmp_path):
+    """A run stopped after the tensor fit wrote the new FA (here: interrupted, as Ctrl-C does) left the
+    new FA beside the old CAM; now every output goes to a hidden folder and is renamed at the end."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    prefix = tmp_path / "out" / "sub"
+
+    def args(seed: int) -> list[str]:  # one subject's DWI (the seed makes another FA) into the prefix
+        dwi = write_dwi(
+            tmp_path / f"dwi{seed}", shape=(36, 40, 30), n_per_shell=6, noise_sigma=5.0, seed=seed
+        )
+        return [
+            "cam",
+            "--checkpoint",
+            str(files["ckpt"]),
+            str(dwi.dwi),
+            "--mask",
+            str(dwi.mask),
+            "--out",
+            str(prefix),
+        ]
+
+    assert main([*args(0), "--class", "old"]) == 0
+    earlier = _outputs(prefix.parent)
+    suffixes = ("_fa.nii.gz", "_cam.nii.gz", "_cam01.nii.gz", "_bbox.json", "_overlay.png")
+    assert set(earlier) == {f"sub{s}" for s in suffixes}
+
+    cmd = [sys.executable, "-m", "hcp_cam.cli", *args(1), "--class", "young", "--slices", "all"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # interrupt as soon as the new FA exists, wherever it is written (hidden folders included)
+    started, deadline, staged = time.time_ns(), time.monotonic() + 120, []
+    try:
+        while proc.poll() is None and time.monotonic() < deadline and not staged:
+            found = [p for p in prefix.parent.rglob("sub_fa.nii.gz") if p.stat().st_mtime_ns > started]
+            staged = [p for p in found if p.stat().st_size > 0]
+            time.sleep(0.002)
+        alive = proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+    finally:
+        _, err = proc.communicate(timeout=60)
+    assert staged and alive, f"the run ended before it could be interrupted: {err[-2000:]}"
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    assert _outputs(prefix.parent) == earlier  # same names, same bytes, no staging folder left
+
+
+def test_an_earlier_runs_outputs_are_replaced_as_a_set(files, tmp_path, caplog):
+    """A second run with other options over a prefix leaves that run's files only: the first run's
+    FA and figure go (they belong to another CAM), unless one of them is an input of the second."""
+    dwi = write_dwi(tmp_path / "dwi", shape=SHAPE, n_per_shell=6)
+    prefix = tmp_path / "out" / "sub"
+    ckpt = str(files["ckpt"])
+    assert (
+        main(["cam", "--checkpoint", ckpt, str(dwi.dwi), "--mask", str(dwi.mask), "--out", str(prefix)]) == 0
+    )
+    fa_out = Path(f"{prefix}_fa.nii.gz")
+    fa_bytes = fa_out.read_bytes()
+    # the first run's FA as the input, no figure: the FA stays (an input), the figure goes
+    caplog.set_level("INFO")
+    assert main(["cam", "--checkpoint", ckpt, str(fa_out), "--out", str(prefix), "--no-figure"]) == 0
+    assert sorted(_outputs(prefix.parent)) == [
+        "sub_bbox.json",
+        "sub_cam.nii.gz",
+        "sub_cam01.nii.gz",
+        "sub_fa.nii.gz",
+    ]
+    assert fa_out.read_bytes() == fa_bytes
+    assert f"removed {prefix}_overlay.png, left by an earlier run with other options" in caplog.text
+    # another FA: the first run's FA is stale now
+    assert main(["cam", "--checkpoint", ckpt, str(files["fa"]), "--out", str(prefix), "--no-figure"]) == 0
+    assert sorted(_outputs(prefix.parent)) == ["sub_bbox.json", "sub_cam.nii.gz", "sub_cam01.nii.gz"]
+    row = json.loads(Path(f"{prefix}_bbox.json").read_text())
+    assert row["fa"] == str(files["fa"]) and row["input"] == str(files["fa"])
+
+
+def test_default_box_threshold_is_20_percent_of_the_maximum(files, tmp_path):
+    """Without --threshold the box is the largest component above 20% of the CAM's maximum. The FA
+    holds a graded blob, so that the boxes at 15% and 25% differ from the one at 20%."""
+    from hcp_cam.cam.bbox import bounding_box
+
+    idx = np.indices(SHAPE).transpose(1, 2, 3, 0)
+    blob = np.exp(-np.sum((idx - np.array([3, 4, 3])) ** 2, -1) / (2 * 2.5**2))
+    fa = np.where(files["mask_array"], 0.1 + 0.8 * blob, 0).astype(np.float32)
+    fa_p = _save(fa, files["affine"], tmp_path / "blob_fa.nii.gz")
+    prefix = tmp_path / "d"
+    argv = ["cam", "--checkpoint", str(files["ckpt"]), str(fa_p), "--out", str(prefix), "--slices", "all"]
+    assert main([*argv, "--no-figure"]) == 0
+    row = json.loads(Path(f"{prefix}_bbox.json").read_text())
+    raw = nib.load(f"{prefix}_cam.nii.gz").get_fdata().astype(np.float32)
+    known = raw != 0  # unknown voxels are 0, scored below every known value
+    scored = np.where(known, raw, min(0.0, float(raw[known].min())))
+    boxes = {f: bounding_box(scored, fraction=f).to_dict() for f in (0.15, 0.2, 0.25)}
+    assert boxes[0.15] != boxes[0.2] != boxes[0.25]  # the threshold matters on this map
+    assert row["threshold_fraction"] == 0.2 and row["box"] == boxes[0.2]
+    assert row["method"] == "cam" and row["coverage"] == "all" and row["cam_class"] == row["predicted"]

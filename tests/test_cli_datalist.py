@@ -184,3 +184,46 @@ def test_zero_test_fraction_gives_an_empty_test_split_that_loads(tmp_path):
     assert len(load_datalist(out, data_list_key="training", base_dir=root)) == 10
     with pytest.raises(InputError, match="no 'nope' list"):
         load_datalist(out, data_list_key="nope")
+
+
+def test_datalist_out_a_folder_exit_2_before_any_work(tmp_path, capsys):
+    """`datalist --out DIR` raised IsADirectoryError (a traceback) after the dataset was read."""
+    root = make_dataset(tmp_path / "ds")
+    folder = tmp_path / "results"
+    folder.mkdir()
+    assert main(["datalist", str(root), "--out", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"hcp-cam datalist: error: {folder}: --out is a folder; expected a JSON file name, "
+        f"e.g. --out {folder / 'datalist.json'}\n"
+    )
+    assert list(folder.iterdir()) == []
+
+
+def test_datalist_out_under_a_file_or_onto_the_participants_table_exit_2(tmp_path, capsys):
+    root = make_dataset(tmp_path / "ds")
+    table = root / "participants.csv"
+    before = table.read_bytes()
+    assert main(["datalist", str(root), "--out", str(table)]) == 2
+    err = capsys.readouterr().err
+    assert "--out is the participants table, which would be overwritten" in err and str(table) in err
+    assert len(err.splitlines()) == 1 and table.read_bytes() == before
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    assert main(["datalist", str(root), "--out", str(blocker / "sub" / "dl.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"--out lies under {blocker}, which is a file, not a folder" in err and len(err.splitlines()) == 1
+    assert blocker.read_text() == "x"
+
+
+def test_ragged_participants_row_exit_2_names_the_line(tmp_path, capsys):
+    root = make_dataset(tmp_path / "ds")
+    table = root / "participants.csv"
+    lines = table.read_text().splitlines()
+    lines[3] += ",extra"
+    table.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "dl.json"
+    assert main(["datalist", str(root), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"hcp-cam datalist: error: {table}: line 4 has 3 comma-separated fields")
+    assert len(err.splitlines()) == 1 and not out.exists()

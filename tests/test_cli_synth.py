@@ -55,7 +55,7 @@ def test_cli_non_empty_target_exits_2_unless_overwrite(tmp_path, capsys):
     assert (out / "keep.txt").exists() and (out / "participants.csv").exists()
 
 
-@pytest.mark.parametrize("bad", [["--subjects", "abc"], ["--layout", "bids"], ["--shape", "12", "14"]])
+@pytest.mark.parametrize("bad", [["--subjects", "abc"], ["--layout", "nifti"], ["--shape", "12", "14"]])
 def test_cli_unparsable_arguments_exit_2(tmp_path, bad):
     with pytest.raises(SystemExit) as e:
         main(["synth", str(tmp_path / "x"), *bad])

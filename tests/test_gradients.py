@@ -45,7 +45,7 @@ def test_shells_b0_mask_and_unit_vectors(tmp_path):
     expected = np.where(bvals < 50, 0, np.round(bvals / 1000) * 1000)
     np.testing.assert_array_equal(gtab.shells, expected)
     np.testing.assert_array_equal(gtab.b0_mask, bvals <= 50)
-    np.testing.assert_array_equal(gtab.bvecs[gtab.b0_mask], 0.0)
+    np.testing.assert_array_equal(gtab.bvecs[gtab.b0_mask], 0.0)  # not unit length: DIPY drops them too
     np.testing.assert_allclose(np.linalg.norm(gtab.bvecs[~gtab.b0_mask], axis=1), 1.0, rtol=1e-12)
     np.testing.assert_array_equal(gtab.unique_shells, [0, 1000, 2000, 3000])
     with pytest.raises(ValueError):  # frozen arrays
@@ -130,6 +130,28 @@ def _case(name: str, tmp: Path):
     if name == "not_numbers":
         bv, bc = _write_raw(tmp, "0 1000 abc", bvecs.T)
         return bv, bc, None, bv, "cannot read b-values"
+    if (
+        name == "no_dw_volume"
+    ):  # every b at or below the b0 threshold: blamed on the b-values, not the directions
+        bv, bc = _write_raw(tmp, " ".join("30" if b > 50 else "0" for b in bvals), bvecs.T)
+        return bv, bc, None, bv, "no diffusion-weighted volume"
+    if name == "all_zero":
+        bv, bc = _write_raw(tmp, " ".join("0" for _ in bvals), bvecs.T)
+        return bv, bc, None, bv, "no diffusion-weighted volume"
+    if name == "s_per_m2":
+        bv, bc = _write_raw(tmp, " ".join(f"{b * 1e6:g}" for b in bvals), bvecs.T)
+        return bv, bc, None, bv, "b-values look like s/m^2"
+    if name == "ms_per_um2":
+        bv, bc = _write_raw(tmp, " ".join(f"{b / 1000:g}" for b in bvals), bvecs.T)
+        return bv, bc, None, bv, "b-values look like ms/um^2"
+    if name == "implausible":
+        bv, bc = _write_raw(tmp, " ".join(f"{b * 200:g}" for b in bvals), bvecs.T)
+        return bv, bc, None, bv, "is implausible"
+    if name == "folder":
+        bv, bc = _write_raw(tmp, text, bvecs.T)
+        bv.unlink()
+        bv.mkdir()
+        return bv, bc, None, bv, "found a folder"
     if name == "missing":
         bv, bc = _write_raw(tmp, text, bvecs.T)
         bc.unlink()
@@ -149,6 +171,12 @@ INVALID = [
     "nan_bval",
     "not_numbers",
     "missing",
+    "no_dw_volume",
+    "all_zero",
+    "s_per_m2",
+    "ms_per_um2",
+    "implausible",
+    "folder",
 ]
 
 

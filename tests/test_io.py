@@ -48,3 +48,39 @@ def test_failure_leaves_the_old_file_and_no_temporary(tmp_path):
         raise RuntimeError("crash while writing")
     assert out.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
+
+
+def test_atomic_paths_rename_all_or_none(tmp_path):
+    from hcp_cam.io import atomic_paths
+
+    outs = [tmp_path / "a.nii.gz", tmp_path / "new" / "deeper" / "b.nii.gz"]
+    with pytest.raises(RuntimeError), atomic_paths(outs) as tmps:
+        assert [t.parent for t in tmps] == [o.parent for o in outs]
+        assert all(t.name.startswith(".") and t.name.endswith(".tmp.nii.gz") for t in tmps)
+        tmps[0].write_bytes(b"first, complete")
+        raise RuntimeError("the second could not be written")
+    assert [p.name for p in tmp_path.iterdir()] == []  # no file, no temporary, no folder made for them
+    with atomic_paths(outs) as tmps:
+        for t in tmps:
+            t.write_bytes(b"ok")
+    assert all(o.read_bytes() == b"ok" for o in outs)
+    assert sorted(p.name for p in outs[1].parent.iterdir()) == ["b.nii.gz"]
+
+
+def test_check_output_path_leaves_nothing(tmp_path):
+    from hcp_cam.errors import InputError
+    from hcp_cam.io import check_not_inputs, check_output_path
+
+    assert check_output_path(tmp_path / "x" / "y" / "fa.nii") == tmp_path / "x" / "y" / "fa.nii"
+    assert list(tmp_path.iterdir()) == []  # the probe of a folder to be made leaves nothing
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match="folder: .* is a file"):
+        check_output_path(tmp_path / "file" / "fa.nii.gz")
+    with pytest.raises(InputError, match="must end in .nii.gz or .nii"):
+        check_output_path(tmp_path / "fa.nii.gz.bak")
+    assert check_output_path(tmp_path / "t.json", suffixes=None).name == "t.json"
+    link = tmp_path / "link.nii.gz"
+    link.symlink_to(tmp_path / "file")
+    with pytest.raises(InputError, match="overwrite the input mask"):
+        check_not_inputs([link], {"DWI": tmp_path / "d.nii.gz", "mask": tmp_path / "file", "none": None})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "link.nii.gz"]

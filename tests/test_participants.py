@@ -186,3 +186,52 @@ def test_match_without_overlap_raises(tmp_path):
     table = read_participants(write(tmp_path / "p.csv", "subject,age\n1,10\n2,30\n"))
     with pytest.raises(InputError, match="no subject has both data and a participants row"):
         match_participants(discover_acquisitions(tmp_path / "data"), table)
+
+
+def test_ragged_row_is_reported_at_its_line_not_at_a_subject_id(tmp_path):
+    """A first data row with one field too many made pandas take the first column as the index:
+    the error quoted a subject ID ("line 125") of a three-line file."""
+    path = write(tmp_path / "p.csv", "subject,age\n125,20,x\n126,30\n")
+    with pytest.raises(InputError) as err:
+        read_participants(path)
+    message = str(err.value)
+    assert message == (
+        f"{path}: line 2 has 3 comma-separated fields but the header (line 1) has 2 (subject, age): "
+        "extra value 'x'; remove it or name its column in the header"
+    )
+    assert "\n" not in message and err.value.path == str(path)
+    # a ragged row further down, and a short one, name their own lines
+    with pytest.raises(InputError, match=r"line 4 has 3 comma-separated fields .* extra value '1'"):
+        read_participants(write(tmp_path / "q.csv", "subject,age\n1,10\n2,30\n3,40,1\n"))
+    with pytest.raises(InputError, match=r"line 3 has 2 comma-separated field\(s\) but the header .* has 3"):
+        read_participants(write(tmp_path / "r.csv", "subject,age,group\n1,10,young\n2,30\n"))
+    with pytest.raises(InputError, match=r"line 2 has 3 tab-separated fields"):
+        read_participants(write(tmp_path / "s.tsv", "subject\tage\n1\t10\tx\n"))
+
+
+def test_trailing_commas_keep_ages_in_the_age_column(tmp_path):
+    """Rows ending in a separator (spreadsheet export) made pandas shift every value one column left."""
+    path = write(tmp_path / "p.csv", "subject,age,\n0012,9,\n100307,30,,\n,,\n000777,14.5,\n")
+    df = read_participants(path)
+    assert list(df["subject"]) == ["0012", "100307", "000777"]
+    assert list(df["age"]) == [9.0, 30.0, 14.5]
+    assert list(df["group"]) == ["young", "old", "young"]
+    before = path.read_bytes()
+    read_participants(path)
+    assert path.read_bytes() == before  # the input is only read
+
+
+def test_line_numbers_count_blank_lines_and_quoted_newlines(tmp_path):
+    text = 'subject,age,note\n1,10,"two\nlines"\n\n2,old,x\n'
+    with pytest.raises(InputError, match="line 5, subject 2: age"):
+        read_participants(write(tmp_path / "p.csv", text))
+    with pytest.raises(InputError, match=r"empty subject on line\(s\) \[3\]"):
+        read_participants(write(tmp_path / "q.csv", "subject,age\n1,10\n ,30\n"))
+    with pytest.raises(
+        InputError, match=r"line 1: the header names the column\(s\) \['age'\] more than once"
+    ):
+        read_participants(write(tmp_path / "r.csv", "subject,age,age\n1,10,11\n"))
+    with pytest.raises(InputError, match="line 1: column 2 of the header has no name"):
+        read_participants(write(tmp_path / "s.csv", "subject,,age\n1,x,10\n"))
+    with pytest.raises(InputError, match=r"line 2: cannot read as a CSV/TSV table"):
+        read_participants(write(tmp_path / "t.csv", 'subject,age\n1,"10\n'))

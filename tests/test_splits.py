@@ -141,3 +141,22 @@ def test_multi_run_acquisitions_never_cross_splits(tmp_path, num_folds, fold):
         per_subject = pd.Series([e["subject"] for e in dl[name]]).value_counts()
         assert (per_subject == 4).all()  # RL, LR and their _gdc twins
         assert {e["group"] for e in dl[name]} == {"young", "old"}
+
+
+def test_split_sizes_at_exactly_one_half_round_up():
+    """n * fraction = x.5 rounds up in every group, also where round() (half to even) would go down
+    and where the float product falls just below .5 (0.35 * 90 = 31.499999999999996)."""
+    df = subjects({"young": 10, "old": 18, "mid": 6})
+    split = split_subjects(df, val_fraction=0.25, test_fraction=0.25, seed=0)
+    groups = group_of(df)
+    per = {n: {g: sum(groups[s] == g for s in split[n]) for g in ("young", "old", "mid")} for n in SPLITS}
+    # 10 * 0.25 = 2.5 -> 3 (round: 2); 18 * 0.25 = 4.5 -> 5 (round: 4); 6 * 0.25 = 1.5 -> 2
+    assert per["test"] == {"young": 3, "old": 5, "mid": 2}
+    assert per["validation"] == {"young": 3, "old": 5, "mid": 2}
+    assert per["training"] == {"young": 4, "old": 8, "mid": 2}
+    big = split_subjects(subjects({"young": 90, "old": 90}), val_fraction=0.35, test_fraction=0.1, seed=0)
+    assert len(big["validation"]) == 2 * 32 and len(big["test"]) == 2 * 9  # 31.5 -> 32; 9.0 -> 9
+    # and the validation split carved inside each k-fold training set rounds the same way
+    folds = kfold_subjects(subjects({"young": 15, "old": 15}), num_folds=3, val_fraction=0.25, seed=0)
+    for fold in folds:
+        assert len(fold["test"]) == 10 and len(fold["validation"]) == 2 * 3  # 10 * 0.25 = 2.5 -> 3

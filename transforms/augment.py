@@ -1,8 +1,10 @@
-"""The per-slice transform chains (train with augmentation, eval without) and their inverse for maps.
+"""The per-slice (and per-volume) transform chains, train with augmentation and eval without, and
+the inverse of the eval chain for maps.
 
-Both chains are built from MONAI's own dictionary transforms. The spatial steps of the eval chain
+Both chains are built from MONAI's own dictionary transforms, with the settings of one
+:class:`~hcp_cam.transforms.preprocessing.PreprocessingParams`. The spatial steps of the eval chain
 (resize, pad) are invertible, so :func:`map_to_slice` can put a map computed at network input size
-back onto the pixels of its source slice with MONAI's ``Invertd``.
+back onto the pixels of its source slice (or volume) with MONAI's ``Invertd``.
 """
 
 from __future__ import annotations
@@ -32,13 +34,17 @@ from monai.transforms import (
     SpatialPadd,
 )
 
+from hcp_cam.errors import ConfigError
+from hcp_cam.transforms.preprocessing import PreprocessingParams, as_params
 from hcp_cam.transforms.slice_batch import BatchedSliceEval, SliceEvalCompose
 
-__all__ = ["build_slice_transforms", "map_to_slice", "DERIVED_MASK_KEY"]
+__all__ = ["build_slice_transforms", "build_volume_transforms", "map_to_slice", "DERIVED_MASK_KEY"]
 
 #: key of the brain mask derived from the image when the items carry none (``mask_key=None``)
 DERIVED_MASK_KEY = "_brain_mask"
 _MAP_KEY = "_cam_map"
+# MONAI's name for linear interpolation in 3D
+_VOLUME_MODES = {"bilinear": "trilinear"}
 
 
 def _nonzero(x: torch.Tensor) -> torch.Tensor:
@@ -52,25 +58,17 @@ def _copy(x: torch.Tensor) -> torch.Tensor:
 
 
 def build_slice_transforms(
-    image_size: int = 224,
+    params: PreprocessingParams | int | None = None,
     keys: Sequence[str] = ("image",),
     mask_key: str | None = "mask",
-    flip_prob: float = 0.5,
-    flip_axis: int = 0,
-    noise_std: float = 0.3,
-    noise_prob: float = 0.5,
-    noise_sample_std: bool = False,
-    crop_margin: float = 0.125,
-    erase_prob: float = 0.5,
-    erase_size: tuple[float, float] = (0.1, 0.33),
-    image_mode: str = "bilinear",
+    **changes: Any,
 ) -> tuple[Compose, Compose]:
     """Build the train and eval chains applied to each slice item of :class:`~hcp_cam.transforms.Slices25Dd`.
 
-    Eval: a copy of the images (``NormalizeIntensityd`` would otherwise overwrite the input item
-    in place), ``NormalizeIntensityd(nonzero=True)`` per slice (z-score of the brain voxels, which removes
-    per-subject offsets) -> ``Resized(image_size, size_mode="longest")`` (aspect kept; the mask with
-    nearest interpolation) -> ``SpatialPadd(image_size)`` (zero pad, centred) -> ``MaskIntensityd``
+    Eval: ``Lambdad`` copy of the images (``NormalizeIntensityd`` would otherwise overwrite the input
+    item in place) -> ``NormalizeIntensityd(nonzero=True)`` per slice (z-score of the brain voxels, which
+    removes per-subject offsets) -> ``Resized(image_size, size_mode="longest")`` (aspect kept; the mask
+    with nearest interpolation) -> ``SpatialPadd(image_size)`` (zero pad, centred) -> ``MaskIntensityd``
     -> ``EnsureTyped(float32)``.
 
     Train inserts, after the pad: ``SpatialPadd(image_size * (1 + crop_margin))`` +
@@ -78,27 +76,17 @@ def build_slice_transforms(
     each way), ``RandFlipd(spatial_axis=flip_axis)``, ``RandGaussianNoised(0, noise_std)`` on the
     normalised intensities, then ``MaskIntensityd`` with the equally transformed mask, so that noise
     lands inside the brain only and the background stays exactly 0 as at evaluation, and
-    ``RandCoarseDropoutd`` (random erasing of one box, filled with 0).
-
-    The flip is along axis 0 of the slice image: the voxel ``X`` axis for slices cut along axes 1 and
-    2, which is left-right in RAS/LAS-stored data; for slices cut along axis 0 (sagittal in such data)
-    it flips the ``Y`` axis (anterior-posterior). Set ``flip_prob=0`` to disable it.
+    ``RandCoarseDropoutd`` (random erasing of one box, filled with 0). A step whose probability (or
+    margin) is 0 is left out.
 
     Args:
-        image_size: network input size ``S``; outputs are ``(C, S, S)``.
+        params: the settings (:class:`~hcp_cam.transforms.preprocessing.PreprocessingParams`, whose
+            docstring gives every field's meaning and default), or an int as the image size ``S``, or
+            ``None`` for the defaults. Outputs are ``(C, S, S)``.
         keys: image keys (``(C, H, W)`` slices); they and the mask follow the same spatial ops.
         mask_key: key of the ``(1, H, W)`` brain mask slice; ``None`` derives it from the nonzero
             pixels of the first key (kept under :data:`DERIVED_MASK_KEY` only inside the chain).
-        flip_prob: probability of the flip.
-        flip_axis: slice axis flipped (0 or 1).
-        noise_std: standard deviation of the Gaussian noise, in units of the slice's brain SD.
-        noise_prob: probability of adding noise.
-        noise_sample_std: draw the SD uniformly from ``[0, noise_std]`` (MONAI's default) instead of
-            using ``noise_std``.
-        crop_margin: padding before the random crop, as a fraction of ``image_size`` (0 disables).
-        erase_prob: probability of random erasing (0 disables).
-        erase_size: least and largest erased box side, as fractions of ``image_size``.
-        image_mode: interpolation of the images in ``Resized`` (the mask always uses ``nearest``).
+        changes: fields of ``params`` to replace (e.g. ``noise_prob=1.0``).
 
     Returns:
         ``(train, eval)`` ``Compose`` chains; ``eval`` holds no random transform and can be inverted.
@@ -107,18 +95,66 @@ def build_slice_transforms(
         steps to whole stacks of slices.
 
     Raises:
-        ValueError: ``image_size`` < 1, a probability outside [0, 1], or a negative margin.
+        ConfigError: a setting :class:`PreprocessingParams` refuses, ``flip_axis`` 2, or a
+            ``crop_scale`` other than ``(1, 1)`` (the device augmentation's alone).
     """
+    p = as_params(params, **changes)
+    p.check_slices()
+    if p.crop_scale != (1.0, 1.0):
+        raise ConfigError(
+            f"crop_scale {p.crop_scale}: scaled crops are implemented by the device augmentation only "
+            "(data_pipeline device); the MONAI chain crops at scale (1, 1)"
+        )
+    train, evaluate = _chains(p, keys, mask_key, spatial_dims=2)
+    if _default_layout(keys, mask_key):
+        # the layout cam_volume slices into: its batched twin does the same on whole stacks
+        return Compose(train), SliceEvalCompose(evaluate, BatchedSliceEval(p))
+    return Compose(train), Compose(evaluate)
+
+
+def build_volume_transforms(
+    params: PreprocessingParams | int | None = None,
+    keys: Sequence[str] = ("image",),
+    mask_key: str | None = "mask",
+    **changes: Any,
+) -> tuple[Compose, Compose]:
+    """Build the train and eval chains of whole FA volumes (``(C, X, Y, Z)`` items, 3D networks).
+
+    The steps of :func:`build_slice_transforms` in 3D, with the same settings: copy, z-score of the
+    brain voxels, longest-side resize to ``image_size`` (``bilinear`` becomes ``trilinear``), zero pad
+    to a cube, mask; training adds the flip along ``flip_axis`` (0-2) and the in-brain Gaussian noise.
+    The translation crop and the random erasing are for slices only and are not applied.
+
+    Args:
+        params, keys, mask_key, changes: as in :func:`build_slice_transforms` (``(C, X, Y, Z)`` images
+            and a ``(1, X, Y, Z)`` mask).
+
+    Returns:
+        ``(train, eval)`` ``Compose`` chains giving ``(C, S, S, S)`` images; ``eval`` can be inverted.
+
+    Raises:
+        ConfigError: a setting :class:`PreprocessingParams` refuses, or ``image_mode="bicubic"`` (no
+            3D bicubic interpolation in torch).
+    """
+    p = as_params(params, **changes)
+    if p.image_mode == "bicubic":
+        raise ConfigError("image_mode 'bicubic' has no 3D version: use 'bilinear' (trilinear) for volumes")
+    train, evaluate = _chains(p, keys, mask_key, spatial_dims=3)
+    return Compose(train), Compose(evaluate)
+
+
+def _default_layout(keys: Sequence[str] | str, mask_key: str | None) -> bool:
+    return ([keys] if isinstance(keys, str) else list(keys)) == ["image"] and mask_key == "mask"
+
+
+def _chains(
+    p: PreprocessingParams, keys: Sequence[str] | str, mask_key: str | None, spatial_dims: int
+) -> tuple[list, list]:
+    """The train and eval steps for ``spatial_dims`` 2 (slices) or 3 (volumes: no crop, no erase)."""
     keys = [keys] if isinstance(keys, str) else list(keys)
-    if image_size < 1:
-        raise ValueError(f"image_size must be >= 1, got {image_size}")
-    for name, p in (("flip_prob", flip_prob), ("noise_prob", noise_prob), ("erase_prob", erase_prob)):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {p}")
-    if crop_margin < 0:
-        raise ValueError(f"crop_margin must be >= 0, got {crop_margin}")
     mkey = DERIVED_MASK_KEY if mask_key is None else mask_key
     spatial = [*keys, mkey]
+    mode = p.image_mode if spatial_dims == 2 else _VOLUME_MODES.get(p.image_mode, p.image_mode)
 
     head: list = []
     if mask_key is None:
@@ -128,45 +164,41 @@ def build_slice_transforms(
         NormalizeIntensityd(keys, nonzero=True),
         Resized(
             spatial,
-            image_size,
+            p.image_size,
             size_mode="longest",
-            mode=[image_mode] * len(keys) + ["nearest"],
+            mode=[mode] * len(keys) + ["nearest"],
             anti_aliasing=False,
         ),
-        SpatialPadd(spatial, image_size),
+        SpatialPadd(spatial, p.image_size),
     ]
     tail: list = [EnsureTyped(spatial, dtype=torch.float32)]
     if mask_key is None:
         tail.append(DeleteItemsd(mkey))
-
     eval_steps = [*head, MaskIntensityd(keys, mask_key=mkey), *tail]
-    if keys == ["image"] and mask_key == "mask":
-        # the layout cam_volume slices into: its batched twin does the same on whole stacks
-        eval_chain: Compose = SliceEvalCompose(eval_steps, BatchedSliceEval(image_size, image_mode))
-    else:
-        eval_chain = Compose(eval_steps)
 
     train: list = list(head)
-    padded = int(round(image_size * (1.0 + crop_margin)))
-    if padded > image_size:
-        train += [SpatialPadd(spatial, padded), RandSpatialCropd(spatial, image_size, random_size=False)]
-    if flip_prob > 0:
-        train.append(RandFlipd(spatial, prob=flip_prob, spatial_axis=flip_axis))
-    if noise_prob > 0 and noise_std > 0:
+    padded = int(round(p.image_size * (1.0 + p.crop_margin)))
+    if spatial_dims == 2 and padded > p.image_size:
+        train += [SpatialPadd(spatial, padded), RandSpatialCropd(spatial, p.image_size, random_size=False)]
+    if p.flip_prob > 0:
+        train.append(RandFlipd(spatial, prob=p.flip_prob, spatial_axis=p.flip_axis))
+    if p.noise_prob > 0 and p.noise_std > 0:
         train.append(
-            RandGaussianNoised(keys, prob=noise_prob, mean=0.0, std=noise_std, sample_std=noise_sample_std)
+            RandGaussianNoised(
+                keys, prob=p.noise_prob, mean=0.0, std=p.noise_std, sample_std=p.noise_sample_std
+            )
         )
     train.append(MaskIntensityd(keys, mask_key=mkey))
-    if erase_prob > 0:
-        lo = max(1, int(round(erase_size[0] * image_size)))
-        hi = max(lo, int(round(erase_size[1] * image_size)))
+    if spatial_dims == 2 and p.erase_prob > 0:
+        lo = max(1, int(round(p.erase_size[0] * p.image_size)))
+        hi = max(lo, int(round(p.erase_size[1] * p.image_size)))
         train.append(
             RandCoarseDropoutd(
-                keys, holes=1, spatial_size=lo, max_spatial_size=hi, fill_value=0.0, prob=erase_prob
+                keys, holes=1, spatial_size=lo, max_spatial_size=hi, fill_value=0.0, prob=p.erase_prob
             )
         )
     train += tail
-    return Compose(train), eval_chain
+    return train, eval_steps
 
 
 def map_to_slice(

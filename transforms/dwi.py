@@ -1,10 +1,13 @@
-"""Load a 4D diffusion-weighted NIfTI with its gradient table and brain mask as MONAI MetaTensors."""
+"""Load a 4D diffusion-weighted NIfTI with its gradient table and brain mask as MONAI MetaTensors.
+
+:class:`LoadDWI` and :class:`LoadDWId` are thin wrappers over
+:func:`~hcp_cam.transforms.dwi_io.read_dwi`, which reads and checks the files without MONAI.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Hashable, Mapping
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,46 +15,13 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
-from hcp_cam.errors import InputError
-from hcp_cam.io import load_nifti
-
-from .gradients import GradientTable, read_gradients
+from .dwi_io import find_gradient_files, read_dwi
+from .gradients import GradientTable
 
 __all__ = ["LoadDWI", "LoadDWId", "find_gradient_files", "GRADIENT_META_KEYS"]
 
 GRADIENT_META_KEYS = ("bvals", "bvecs", "shells", "b0_mask")
 PathLike = str | os.PathLike
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for ext in (".nii.gz", ".nii"):
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return path.stem
-
-
-def find_gradient_files(dwi_path: PathLike) -> tuple[Path, Path]:
-    """Find the gradient files beside a DWI: ``<stem>.bval``/``.bvec`` (FSL) or ``bvals``/``bvecs`` (HCP).
-
-    Args:
-        dwi_path: the ``.nii``/``.nii.gz`` DWI file.
-
-    Returns:
-        ``(bvals_path, bvecs_path)``.
-
-    Raises:
-        InputError: neither pair exists; the message lists the names tried.
-    """
-    dwi_path = Path(dwi_path)
-    stem = _stem(dwi_path)
-    tried = []
-    for bval_name, bvec_name in ((f"{stem}.bval", f"{stem}.bvec"), ("bvals", "bvecs")):
-        bval, bvec = dwi_path.with_name(bval_name), dwi_path.with_name(bvec_name)
-        tried.append(f"{bval_name}/{bvec_name}")
-        if bval.exists() and bvec.exists():
-            return bval, bvec
-    raise InputError(f"no gradient files given and none found beside it (tried {', '.join(tried)})", dwi_path)
 
 
 class LoadDWI(Transform):
@@ -92,62 +62,26 @@ class LoadDWI(Transform):
 
         Raises:
             InputError: missing, corrupt or truncated file; an image that is not 4D; NaN/Inf in
-                the data; a gradient table that fails :func:`read_gradients`; a mask whose shape
-                or affine differs from the DWI's.
+                the data; a gradient table that fails
+                :func:`~hcp_cam.transforms.gradients.read_gradients`; a mask whose shape or affine
+                differs from the DWI's, or an empty mask.
         """
-        filename = Path(filename)
-        if (bvals is None) != (bvecs is None):
-            raise InputError("give both bvals and bvecs, or neither", filename)
-        if bvals is None:
-            bvals, bvecs = find_gradient_files(filename)
-        img = load_nifti(filename, ndim=4)
-        data = np.asanyarray(img.dataobj)
-        gtab = read_gradients(
-            bvals,
-            bvecs,
-            n_volumes=data.shape[3],
-            b0_threshold=self.b0_threshold,
-            shell_tolerance=self.shell_tolerance,
-        )
-        affine = torch.as_tensor(np.asarray(img.affine, dtype=np.float64))
+        vol = read_dwi(filename, bvals, bvecs, mask, self.b0_threshold, self.shell_tolerance)
+        affine = torch.as_tensor(vol.affine)
         meta = {
             "filename_or_obj": str(filename),
-            "original_affine": img.affine.copy(),
-            "spatial_shape": np.asarray(data.shape[:3]),
+            "original_affine": vol.affine.copy(),
+            "spatial_shape": np.asarray(vol.data.shape[:3]),
             "original_channel_dim": -1,
-            "bvals_file": str(bvals),
-            "bvecs_file": str(bvecs),
-            **_gradient_meta(gtab),
+            "bvals_file": str(vol.bvals_path),
+            "bvecs_file": str(vol.bvecs_path),
+            **_gradient_meta(vol.gradients),
         }
         # channel-first as a strided view: no second copy of a multi-GB DWI already in float32
-        chw = torch.from_numpy(data.astype(np.float32, copy=False)).permute(3, 0, 1, 2)
-        dwi = MetaTensor(chw, affine=affine, meta=meta)
-
-        if mask is None:
-            m = np.ones(data.shape[:3], dtype=np.uint8)
-            mask_meta = {"filename_or_obj": None}
-        else:
-            m = self._load_mask(Path(mask), data.shape[:3], img.affine)
-            mask_meta = {"filename_or_obj": str(mask)}
-        mask_t = MetaTensor(torch.from_numpy(m[None]), affine=affine.clone(), meta=mask_meta)
-        return dwi, mask_t
-
-    @staticmethod
-    def _load_mask(path: Path, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
-        mimg = load_nifti(path, ndim=(3, 4))
-        m = np.asanyarray(mimg.dataobj)
-        if m.ndim == 4 and m.shape[3] == 1:
-            m = m[..., 0]
-        if m.shape != tuple(shape):
-            raise InputError(
-                f"mask shape {m.shape} does not match the DWI's spatial shape {tuple(shape)}", path
-            )
-        if not np.allclose(mimg.affine, affine, atol=1e-3):
-            raise InputError(
-                f"mask affine differs from the DWI's (max difference {np.abs(mimg.affine - affine).max():.3g} mm)",
-                path,
-            )
-        return (m != 0).astype(np.uint8)
+        dwi = MetaTensor(torch.from_numpy(vol.data).permute(3, 0, 1, 2), affine=affine, meta=meta)
+        mask_meta = {"filename_or_obj": None if mask is None else str(mask)}
+        m = torch.from_numpy(vol.mask.astype(np.uint8)[None])
+        return dwi, MetaTensor(m, affine=affine.clone(), meta=mask_meta)
 
 
 def _gradient_meta(gtab: GradientTable) -> dict[str, np.ndarray]:

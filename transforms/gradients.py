@@ -23,6 +23,13 @@ _SHELL_STEP = 50.0
 # two directions closer than this |cos| are the same axis (v and -v measure the same thing)
 _SAME_AXIS_COS = 0.9999
 _MIN_DIRECTIONS = 6
+# DIPY's gradient_table: a direction within this of unit length is a direction, any other is none
+_UNIT_ATOL = 1e-2
+# scale check: s/mm^2 b-values of any protocol (ex vivo included) stay below ~2e4; in ms/um^2
+# (b = 1, 2, 3) every volume would be a "b0"; in s/m^2 (b ~ 1e9) the fit would run 1e6 too weak
+_MAX_B_MS_PER_UM2 = 20.0
+_MIN_B_S_PER_M2 = 1e6
+_MAX_PLAUSIBLE_B = 1e5
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,9 @@ class GradientTable:
     Attributes:
         bvals: ``(N,)`` float64, b-values in s/mm^2 exactly as given (b=5 stays 5).
         shells: ``(N,)`` float64, b-values rounded to their shell (0 for every b0 volume).
-        bvecs: ``(N, 3)`` float64, unit gradient directions in the voxel frame; zero rows for b0.
+        bvecs: ``(N, 3)`` float64, unit gradient directions in the voxel frame. A b0 volume keeps
+            the direction on file (b=15 with a direction is a weak diffusion weighting, as in DIPY
+            and FSL); its row is zero only where the file has none (zero, NaN, or not a unit vector).
         b0_mask: ``(N,)`` bool, True where ``bvals <= b0_threshold``.
         b0_threshold: the b-value (s/mm^2) at or below which a volume counts as b0.
     """
@@ -55,9 +64,11 @@ class GradientTable:
 def _read_numbers(path: Path, what: str) -> np.ndarray:
     if not path.exists():
         raise InputError(f"{what} file not found", path)
+    if not path.is_file():
+        raise InputError(f"expected a {what} text file, found a folder", path)
     try:
         arr = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except ValueError as e:
+    except (ValueError, OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read {what} as a table of numbers: {e}", path) from e
     if arr.size == 0:
         raise InputError(f"{what} file is empty", path)
@@ -119,6 +130,31 @@ def _round_to_shells(bvals: np.ndarray, b0_mask: np.ndarray, tolerance: float) -
     return shells
 
 
+def _check_b_scale(bvals: np.ndarray, b0_threshold: float, path: str | os.PathLike | None) -> None:
+    """Refuse b-values in another unit than s/mm^2, judged from the values (see the constants above)."""
+    top = float(bvals.max())
+    if top >= _MIN_B_S_PER_M2:
+        raise InputError(
+            f"b-values look like s/m^2 (largest {top:.3g}); expected s/mm^2 (e.g. 0, 1000, 3000): "
+            "divide them by 1e6",
+            path,
+        )
+    if top >= _MAX_PLAUSIBLE_B:
+        raise InputError(f"largest b-value {top:.3g} s/mm^2 is implausible; expected below ~2e4", path)
+    if 0 < top <= _MAX_B_MS_PER_UM2:
+        raise InputError(
+            f"b-values look like ms/um^2 (largest {top:g}); expected s/mm^2 (e.g. 0, 1000, 3000): "
+            "multiply them by 1000",
+            path,
+        )
+    if top <= b0_threshold:
+        raise InputError(
+            f"no diffusion-weighted volume: every b-value is <= the b0 threshold {b0_threshold:g} s/mm^2 "
+            f"(largest {top:g})",
+            path,
+        )
+
+
 def make_gradient_table(
     bvals: np.ndarray,
     bvecs: np.ndarray,
@@ -132,8 +168,8 @@ def make_gradient_table(
 
     Args:
         bvals: ``(N,)`` b-values in s/mm^2.
-        bvecs: ``(3, N)`` (FSL) or ``(N, 3)`` directions; non-finite directions of b0 volumes
-            (DIPY's ``small_64D`` stores NaN) are read as zero.
+        bvecs: ``(3, N)`` (FSL) or ``(N, 3)`` directions; a b0 volume's direction that is
+            non-finite (DIPY's ``small_64D`` stores NaN), zero or not unit length is read as zero.
         n_volumes: the number of volumes of the DWI these belong to, checked when given.
         b0_threshold: b-values at or below it (s/mm^2) mark b0 volumes.
         shell_tolerance: b-values within it (s/mm^2) of a shell's lowest member join that shell.
@@ -141,12 +177,13 @@ def make_gradient_table(
         bvecs_path: named in error messages about the directions.
 
     Returns:
-        The table, with unit ``bvecs`` (zero rows for b0).
+        The table, with unit ``bvecs`` (zero rows for b0 volumes without a direction).
 
     Raises:
-        InputError: NaN or negative b-values, a count that differs from ``n_volumes`` or between
-            the files, directions not ``3 x N`` or ``N x 3``, a zero or non-finite direction on a
-            diffusion-weighted volume, no b0 volume, or fewer than 6 non-collinear directions.
+        InputError: NaN or negative b-values, b-values in another unit (s/m^2, ms/um^2), a count
+            that differs from ``n_volumes`` or between the files, directions not ``3 x N`` or
+            ``N x 3``, a zero or non-finite direction on a diffusion-weighted volume, no b0 or no
+            diffusion-weighted volume, or fewer than 6 non-collinear directions.
     """
     bvals = np.asarray(bvals, dtype=np.float64)
     if bvals.ndim == 2 and 1 in bvals.shape:
@@ -172,20 +209,21 @@ def make_gradient_table(
             bvecs_path,
         )
 
+    _check_b_scale(bvals, b0_threshold, bvals_path)
     b0_mask = bvals <= b0_threshold
     if not b0_mask.any():
         raise InputError(
             f"no b0 volume (no b-value <= {b0_threshold:g} s/mm^2; lowest is {bvals.min():g})", bvals_path
         )
     dw = ~b0_mask
-    bad = dw & ~np.isfinite(bvecs).all(axis=1)
+    finite = np.isfinite(bvecs).all(axis=1)
+    bad = dw & ~finite
     if bad.any():
         raise InputError(
             f"non-finite gradient direction on diffusion-weighted volumes {np.flatnonzero(bad).tolist()}",
             bvecs_path,
         )
-    bvecs[b0_mask] = 0.0  # b0 directions carry no information; NaN there is common
-    norms = np.linalg.norm(bvecs, axis=1)
+    norms = np.linalg.norm(np.where(finite[:, None], bvecs, 0.0), axis=1)
     zero = dw & (norms < 1e-6)
     if zero.any():
         raise InputError(
@@ -193,7 +231,12 @@ def make_gradient_table(
             f"(b = {bvals[zero][:5].tolist()})",
             bvecs_path,
         )
-    bvecs[dw] /= norms[dw, None]
+    # every volume keeps its direction, as DIPY and FSL use b g g^T as given; a b0 volume without one
+    # (zero, NaN as in DIPY's small_64D, or not unit length: DIPY's rule) gets a zero row
+    keep = dw | (finite & (np.abs(norms - 1.0) <= _UNIT_ATOL))
+    bvecs = np.where(
+        keep[:, None], np.where(finite[:, None], bvecs, 0.0) / np.where(keep, norms, 1.0)[:, None], 0.0
+    )
 
     n_axes = _distinct_axes(bvecs[dw])
     rank = tensor_design_rank(bvecs[dw])
@@ -230,7 +273,7 @@ def read_gradients(
 
     Returns:
         :class:`GradientTable` with ``bvals`` ``(N,)`` as given, ``shells`` ``(N,)``, unit
-        ``bvecs`` ``(N, 3)`` (zero rows for b0) and ``b0_mask`` ``(N,)``.
+        ``bvecs`` ``(N, 3)`` (zero rows only for b0 volumes without a direction) and ``b0_mask`` ``(N,)``.
 
     Raises:
         InputError: a file is missing or unreadable, or fails a check of

@@ -14,15 +14,15 @@ is the MONAI chain carrying its batched twin, so callers keep passing one object
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from monai.transforms import Compose
 
-__all__ = ["BatchedSliceEval", "SliceEvalCompose", "slice_stack", "SliceGeometry"]
+from hcp_cam.transforms.preprocessing import PreprocessingParams, as_params
 
-# MONAI's Resize names for the torch modes it hands to ``F.interpolate``
-_TORCH_MODES = {"bilinear": "bilinear", "nearest": "nearest", "bicubic": "bicubic", "area": "area"}
+__all__ = ["BatchedSliceEval", "SliceEvalCompose", "slice_stack", "SliceGeometry"]
 
 
 class SliceGeometry:
@@ -56,7 +56,7 @@ def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     align = False if mode in ("bilinear", "bicubic") else None
-    return F.interpolate(x, size=size, mode=_TORCH_MODES[mode], align_corners=align)
+    return F.interpolate(x, size=size, mode=mode, align_corners=align)
 
 
 class BatchedSliceEval:
@@ -69,17 +69,27 @@ class BatchedSliceEval:
     ``map_to_slice`` does through MONAI's ``Invertd`` (same interpolation mode).
 
     Args:
-        image_size: network input size ``S``.
-        image_mode: interpolation of the images (``"bilinear"`` as in the chain).
+        params: the settings (:class:`~hcp_cam.transforms.preprocessing.PreprocessingParams`; the eval
+            chain uses ``image_size`` ``S`` and ``image_mode``), or an int as ``S``, or ``None`` for the
+            defaults.
+        changes: fields of ``params`` to replace.
+
+    Raises:
+        ConfigError: a setting ``PreprocessingParams`` refuses (e.g. an unknown ``image_mode``).
     """
 
-    def __init__(self, image_size: int, image_mode: str = "bilinear"):
-        if image_size < 1:
-            raise ValueError(f"image_size must be >= 1, got {image_size}")
-        if image_mode not in _TORCH_MODES:
-            raise ValueError(f"image_mode must be one of {sorted(_TORCH_MODES)}, got {image_mode!r}")
-        self.image_size = int(image_size)
-        self.image_mode = image_mode
+    def __init__(self, params: PreprocessingParams | int | None = None, **changes: Any):
+        self.params = as_params(params, **changes)
+
+    @property
+    def image_size(self) -> int:
+        """Network input side ``S``."""
+        return self.params.image_size
+
+    @property
+    def image_mode(self) -> str:
+        """Interpolation of the images."""
+        return self.params.image_mode
 
     def geometry(self, plane: Sequence[int]) -> SliceGeometry:
         """The resize and pad for slices of shape ``plane`` ``(H, W)``."""

@@ -8,11 +8,12 @@ What DIPY does, and what this reproduces (``dipy.reconst.dti.wls_fit_tensor``):
 4. eigenvalues clipped at ``1e-6 / max(B)`` (DIPY's ``tol / -design_matrix.min()``), so none is
    negative and a voxel whose three eigenvalues are all clipped has FA 0.
 
-The design matrix uses the b-values as given (b=5 counts with its direction, which
-:func:`~hcp_cam.transforms.gradients.read_gradients` sets to zero for b0 volumes). Here ``b`` is
-scaled to ms/um^2 (``b_scale=1e-3``) so that float32 keeps DIPY's accuracy, the weights are
-divided by each voxel's largest weight (WLS does not change; float32 does not overflow), and the
-weighted pass solves for the correction to the OLS estimate, whose size is that of the residuals.
+The design matrix uses the b-values and directions as given (a b=5 volume counts with its
+direction, as in DIPY; :func:`~hcp_cam.transforms.gradients.read_gradients` zeroes only missing
+ones). Here ``b`` is scaled to ms/um^2 (``b_scale=1e-3``) so that float32 keeps DIPY's accuracy,
+the weights are divided by each voxel's largest weight (WLS does not change; float32 does not
+overflow), and the weighted pass solves for the correction to the OLS estimate, whose size is that
+of the residuals.
 ``X^T W X`` for a whole block is one matrix product over the 28 distinct entries; the 7x7
 systems are solved by batched Cholesky in float64; the 3x3 eigen-decomposition is in closed form
 (:func:`eigh_sym3`). On a CPU the ``(voxels, N)`` work runs in place on cache-sized blocks.
@@ -54,8 +55,8 @@ def tensor_design_matrix(bvals: ArrayLike, bvecs: ArrayLike, b_scale: float = 1.
     Returns:
         ``(N, 7)`` float64 ``X`` with ``log S = X @ [Dxx, Dxy, Dyy, Dxz, Dyz, Dzz, log S0]``.
     """
-    b = torch.as_tensor(np.asarray(bvals, dtype=np.float64)) * b_scale
-    g = torch.as_tensor(np.asarray(bvecs, dtype=np.float64)).reshape(-1, 3)
+    b = torch.tensor(np.asarray(bvals, dtype=np.float64)) * b_scale
+    g = torch.tensor(np.asarray(bvecs, dtype=np.float64)).reshape(-1, 3)
     gx, gy, gz = g[:, 0], g[:, 1], g[:, 2]
     cols = [gx * gx, 2 * gx * gy, gy * gy, 2 * gx * gz, 2 * gy * gz, gz * gz]
     return torch.stack([-b * c for c in cols] + [torch.ones_like(b)], dim=1)
@@ -212,18 +213,21 @@ def fit_tensor_torch(
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
     chunk_size: int = 200_000,
+    num_threads: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit diffusion tensors to many voxels at once, as DIPY's default WLS fit does.
 
     Args:
         signal: ``(V, N)`` signal of V voxels over N volumes (any positive unit).
         bvals: ``(N,)`` b-values in s/mm^2.
-        bvecs: ``(N, 3)`` unit directions (zero rows for b0), in the frame ``evecs`` will be in.
+        bvecs: ``(N, 3)`` unit directions (zero rows where a b0 has none), in the frame of ``evecs``.
         min_signal: samples are floored at it before the log (DIPY: 1e-4).
         device: where to compute ("cpu", "cuda", ...); None keeps the signal's device.
         dtype: float32 (fast; b is scaled so it matches DIPY within ~1e-5 in FA) or float64.
         chunk_size: voxels per batch (on a GPU; on a CPU the WLS runs on cache-sized blocks of at
             most this many voxels), bounding memory to a few ``(chunk_size, N)`` arrays.
+        num_threads: CPU threads of the fit (a pool of single-threaded tasks); None: torch's own
+            ``get_num_threads()``.
 
     Returns:
         ``(evals, evecs)``: ``(V, 3)`` float64 eigenvalues in mm^2/s, sorted descending and
@@ -276,13 +280,14 @@ def fit_tensor_torch(
     task = block * _CPU_TASK_BLOCKS
     spans = [(s, min(s + task, sig.shape[0])) for s in range(0, sig.shape[0], task)]
     intra_op = torch.get_num_threads()
-    if min(intra_op, len(spans)) <= 1:
+    workers = min(intra_op if num_threads is None else int(num_threads), len(spans))
+    if workers <= 1:
         for start, stop in spans:
             fit_task(start, stop, block)
         return evals_out, evecs_out
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(min(intra_op, len(spans))) as pool:  # torch releases the GIL in its ops
+        with ThreadPoolExecutor(workers) as pool:  # torch releases the GIL in its ops
             list(pool.map(lambda span: fit_task(*span, block), spans))
     finally:
         torch.set_num_threads(intra_op)

@@ -24,7 +24,8 @@ from hcp_cam.cam.localization import (
     write_scores_csv,
     write_scores_markdown,
 )
-from hcp_cam.cam.volume import FUSE_MODES, CAMVolume, cam_volume, normalise01, write_cam_nifti
+from hcp_cam.cam.nifti import normalise01, write_cam_nifti
+from hcp_cam.cam.volume import FUSE_MODES, CAMVolume, cam_volume
 
 __all__ = [
     "METHODS",

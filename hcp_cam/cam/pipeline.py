@@ -35,9 +35,11 @@ from tqdm import tqdm
 
 from hcp_cam.cam.bbox import EmptyCAMWarning, bounding_box, box_to_world
 from hcp_cam.cam.inferer import CAMInferer, one_vs_rest
+from hcp_cam.cam.nifti import normalise01, write_cam_nifti
 from hcp_cam.cam.sanity import randomisation_check_volume
-from hcp_cam.cam.volume import COVERAGE_MODES, cam_volume, normalise01, write_cam_nifti
+from hcp_cam.cam.volume import COVERAGE_MODES, cam_volume
 from hcp_cam.errors import ConfigError, InputError
+from hcp_cam.fa_volume import load_fa_with_mask
 from hcp_cam.io import atomic_path, load_nifti, write_json_atomic
 from hcp_cam.transforms.slicing import trained_slices
 
@@ -124,6 +126,7 @@ def cam_for_volume(
     batch_size: int = 64,
     coverage: str = "all",
     target: Any = None,
+    title: str | None = None,
 ) -> dict[str, Any]:
     """CAM of one FA map, written as ``<out_prefix>_cam.nii.gz``, ``_cam01.nii.gz``, ``_bbox.json``
     and ``_overlay.png``; returns one row of results (prediction, box, localization scores).
@@ -132,25 +135,16 @@ def cam_for_volume(
     is unknown); ``None`` computes every slice with brain. ``coverage`` says which voxels the fused
     map knows (:func:`~hcp_cam.cam.volume.cam_volume`). ``target`` (a regressor's
     :class:`~hcp_cam.training.tasks.TargetScale`) turns the mean output over the computed slices into
-    the row's ``predicted_age``, in years, instead of class probabilities.
+    the row's ``predicted_age``, in years, instead of class probabilities. ``title`` heads the figure
+    (default: the prefix's folder and name).
 
     Raises:
         InputError: unreadable FA/mask, mask grid differs from the FA, empty mask.
     """
-    fa_img = load_nifti(fa_path, ndim=3)
-    fa_np = np.asarray(fa_img.dataobj, dtype=np.float32)
-    affine = torch.as_tensor(fa_img.affine)
+    vol = load_fa_with_mask(fa_path, mask_path)
+    fa_img, fa_np, mask_np = vol.image, vol.fa, vol.mask
+    affine = torch.as_tensor(vol.affine)
     fa = MetaTensor(torch.from_numpy(fa_np)[None], affine=affine, meta={"filename_or_obj": str(fa_path)})
-    if mask_path is not None:
-        mask_np = np.asarray(load_nifti(mask_path, ndim=3).dataobj) > 0
-        if mask_np.shape != fa_np.shape:
-            raise InputError(
-                f"mask grid {mask_np.shape} differs from the FA grid {fa_np.shape} of {fa_path}", mask_path
-            )
-    else:
-        mask_np = fa_np > 0
-    if not mask_np.any():
-        raise InputError("the brain mask is empty", mask_path or fa_path)
     mask = torch.from_numpy(mask_np.astype(np.uint8))[None]
     roi = None
     if roi_path is not None:
@@ -231,8 +225,9 @@ def cam_for_volume(
         from hcp_cam.cam.figures import orthogonal_overlay
 
         box_arg = None if box.is_empty else (box.min_index, box.max_index)
+        heading = title or f"{prefix.parent.name} {prefix.name}"
         orthogonal_overlay(
-            fa_np, cam01, f"{prefix}_overlay.png", box=box_arg, title=f"{prefix.parent.name} {prefix.name}: CAM {name}",
+            fa_np, cam01, f"{prefix}_overlay.png", box=box_arg, title=f"{heading}: CAM {name}",
             affine=fa_img.affine,
         )  # fmt: skip
     return row

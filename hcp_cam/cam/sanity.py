@@ -15,7 +15,8 @@ import torch
 from monai.data import MetaTensor
 
 from hcp_cam.cam.inferer import CAMInferer
-from hcp_cam.io import load_nifti, write_json_atomic
+from hcp_cam.fa_volume import load_fa_with_mask
+from hcp_cam.io import write_json_atomic
 
 __all__ = ["RANDOMISATION_PASS", "randomisation_check_volume"]
 
@@ -59,13 +60,9 @@ def randomisation_check_volume(
     from hcp_cam.cam.localization import randomization_check
     from hcp_cam.transforms import Slices25Dd, trained_slices
 
-    fa_img = load_nifti(fa_path, ndim=3)
-    fa = torch.from_numpy(np.asarray(fa_img.dataobj, dtype=np.float32))[None]
-    if mask_path is None:
-        brain = (fa > 0).to(torch.float32)
-    else:
-        mask_np = np.asarray(load_nifti(mask_path, ndim=3).dataobj) > 0
-        brain = torch.from_numpy(mask_np)[None].to(torch.float32)
+    vol = load_fa_with_mask(fa_path, mask_path)
+    fa = torch.from_numpy(vol.fa)[None]
+    brain = torch.from_numpy(vol.mask)[None].to(torch.float32)
     if getattr(network, "spatial_dims", 2) == 3:
         inputs = eval_transform({"image": fa, "mask": brain})["image"].as_tensor()[None]
     else:

@@ -3,19 +3,21 @@
 The network is rebuilt from the training run's ``config.json`` (``arch``, ``spatial_dims``,
 ``image_size``, ``network_width``, ...) and its weights are checked against it before anything is
 read or written; the class names come from the run's ``datalist.json``. Every input is checked
-before the first output is written, and the outputs of a run that fails half-way are removed, so a
-bad input leaves nothing under the output prefix. The CAM itself is
-:func:`hcp_cam.cam.pipeline.cam_for_volume`, the same code the bundle's ``inference`` runs.
+before the first output is written (a 3D input must look like FA:
+:func:`hcp_cam.data.fa_checks.check_fa_values`), and the outputs are written in a hidden folder
+and renamed together at the end (:func:`hcp_cam.output_sets.staged_outputs`): a run that fails
+leaves the outputs of an earlier run under the same prefix as they were, a first run nothing.
+The CAM itself is :func:`hcp_cam.cam.pipeline.cam_for_volume`, the same code the bundle's
+``inference`` runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,11 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from hcp_cam.data.fa_checks import check_fa_values
 from hcp_cam.errors import ConfigError, InputError
+from hcp_cam.fa_volume import load_fa_with_mask
 from hcp_cam.io import load_nifti, write_json_atomic
+from hcp_cam.output_sets import check_outputs, staged_outputs
 
 __all__ = [
     "DEFAULT_LABELS",
@@ -74,7 +79,36 @@ def load_run_config(checkpoint: PathLike, config: PathLike | None = None) -> tup
     missing = [k for k in _REQUIRED_KEYS if cfg.get(k) is None]
     if missing:
         raise ConfigError(f"run configuration {path} lacks {missing}; it needs {list(_REQUIRED_KEYS)}")
+    _check_run_values(cfg, path)
     return cfg, path
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer()
+
+
+# key -> (is the value acceptable, what is expected); absent optional keys take their defaults
+_RUN_VALUES: dict[str, tuple[Any, str]] = {
+    "arch": (lambda v: isinstance(v, str) and v.strip() != "", "a network name"),
+    "image_size": (lambda v: _whole(v) and v >= 1, "a whole number of voxels >= 1"),
+    "network_width": (
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf"),
+        "a width multiplier > 0",
+    ),
+    "spatial_dims": (lambda v: _whole(v) and v in (2, 3), "2 (slices) or 3 (volumes)"),
+    "slices_per_axis": (lambda v: _whole(v) and v >= 1, "a whole number of slices >= 1"),
+    "num_classes": (lambda v: v is None or (_whole(v) and v >= 2), "a whole number >= 2"),
+}
+
+
+def _check_run_values(cfg: Mapping[str, Any], path: Path) -> None:
+    """Refuse a run configuration value that would fail deep inside MONAI, naming the key."""
+    for key, (ok, expected) in _RUN_VALUES.items():
+        if key in cfg and not ok(cfg[key]):
+            raise ConfigError(
+                f"run configuration {path}: {key} must be {expected}, got {cfg[key]!r}; "
+                "fix the key or pass the run's own config.json with --config"
+            )
 
 
 def load_labels(run_dir: PathLike, num_classes: int | None = None) -> list[str]:
@@ -151,17 +185,29 @@ def output_paths(prefix: PathLike) -> dict[str, Path]:
     return {s: Path(f"{os.fspath(prefix)}{s}") for s in OUTPUT_SUFFIXES}
 
 
-@contextlib.contextmanager
-def _remove_new_on_error(paths: Sequence[Path]) -> Iterator[None]:
-    """On an exception, delete those of ``paths`` that did not exist before the block."""
-    before = {p for p in paths if p.exists()}
-    try:
-        yield
-    except BaseException:
-        for p in paths:
-            if p not in before and p.exists():
-                p.unlink()
-        raise
+def _dry_run(
+    inferer: Any, network: torch.nn.Module, spatial_dims: int, size: int, device: torch.device, class_idx: Any
+) -> None:
+    """One blank input through the inferer, so that a wrong ``--layer`` or class fails here, before
+    a tensor fit or any write, not after."""
+    blank = torch.zeros((1, 1, *[size] * spatial_dims), device=device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an all-zero map is expected of a blank input
+        if class_idx is None:
+            inferer(blank, network)
+        else:
+            inferer(blank, network, class_idx=class_idx)
+
+
+def _stale_outputs(prefix: PathLike, written: Mapping[str, Path], inputs: Sequence[Path]) -> list[Path]:
+    """Files under ``prefix`` of an earlier run that this one does not write (e.g. ``_overlay.png``
+    after ``--no-figure``), inputs of this run excepted: removed when this run succeeds."""
+    keep = {p.resolve() for p in inputs}
+    return [
+        p
+        for s, p in output_paths(prefix).items()
+        if s not in written and p.is_file() and p.resolve() not in keep
+    ]
 
 
 def _header_shape(path: PathLike, what: str) -> tuple[tuple[int, ...], np.ndarray]:
@@ -233,8 +279,11 @@ def cam_single(
         the ``_bbox.json`` content plus ``outputs`` (suffix -> path written).
 
     Raises:
-        InputError: missing, unreadable or 5D input; mask or ROI on another grid; empty mask.
-        ConfigError: run configuration, checkpoint, class or method that do not fit.
+        InputError: missing, unreadable or 5D input; a 3D input that is not FA (values outside
+            [0, 1], NaN, a binary mask); mask or ROI on another grid; empty mask; an output folder
+            that cannot be written.
+        ConfigError: run configuration (a missing or invalid key), checkpoint, class or method
+            that do not fit.
     """
     from hcp_cam.cam.inferer import CAMInferer, has_cam_head
     from hcp_cam.cam.pipeline import CAM_SLICES, cam_for_volume, resolve_cam_class
@@ -264,7 +313,14 @@ def cam_single(
             f"{type(network).__name__} has none: use --method gradcam with --layer"
         )
     spatial_dims = int(cfg.get("spatial_dims", 2))
+    minimum = int(getattr(network, "min_input_size", 1))
+    if int(cfg["image_size"]) < minimum:
+        raise ConfigError(
+            f"run configuration {cfg_path}: image_size {cfg['image_size']} is below the {minimum} voxels "
+            f"{cfg['arch']} needs; fix the key or pass the run's own config.json with --config"
+        )
     _, eval_transform = build_transforms(spatial_dims=spatial_dims, image_size=int(cfg["image_size"]))
+    _dry_run(inferer, network, spatial_dims, int(cfg["image_size"]), dev, class_idx)
 
     # then every input, before the first write
     shape, affine = _header_shape(input_path, "input image")
@@ -280,40 +336,50 @@ def cam_single(
         paths.pop("_overlay.png")
     if Path(input_path).resolve() in {p.resolve() for p in paths.values()}:
         raise InputError("an output would overwrite the input; choose another --out prefix", input_path)
-    mask_np = None
-    if mask is not None:
-        mask_np = _check_same_grid(mask, "mask", shape, affine, input_path) > 0
-        if not mask_np.any():
+    if mask is not None and is_dwi:  # on the DWI's grid, before the fit
+        if not (_check_same_grid(mask, "mask", shape, affine, input_path) > 0).any():
             raise InputError("the brain mask is empty (no nonzero voxel)", mask)
     if roi is not None:
         _check_same_grid(roi, "ROI", shape, affine, input_path)
-    fa_path, fa_np = Path(input_path), None
+    fa_path = Path(input_path)
     if not is_dwi:
-        fa_np = np.asarray(load_nifti(fa_path, ndim=3).dataobj)
-        if mask_np is None and not (fa_np > 0).any():
-            raise InputError("the FA map has no positive voxel: no brain to compute a CAM on", fa_path)
+        # the one loader checks the mask's grid and that there is a brain; then a b0 or a mask given as
+        # FA, which would get a confident answer, is refused
+        vol = load_fa_with_mask(fa_path, mask)
+        checked = check_fa_values(
+            vol.fa, fa_path, vol.mask if mask is not None else None, what="input FA map"
+        )
+        for line in checked.warnings:
+            logger.warning("%s", line)
 
-    with _remove_new_on_error(list(paths.values())), warnings.catch_warnings(record=True) as caught:
+    check_outputs(paths.values())
+    inputs = [input_path, mask, roi, bvals, bvecs, checkpoint, cfg_path]
+    stale = _stale_outputs(out_prefix, paths, [Path(p) for p in inputs if p is not None])
+    # every output is written under a temporary name and all are renamed at the end: a run that
+    # fails leaves an earlier run's outputs under this prefix as they were, never a mix
+    with staged_outputs(paths, stale) as tmp, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        tmp_prefix = tmp["_cam.nii.gz"].parent / Path(out_prefix).name  # the writers add the suffixes
         if is_dwi:
             from hcp_cam.fa_maps import compute_fa_file
 
             fa_path = paths["_fa.nii.gz"]
             logger.info("fitting the tensor to %s -> %s", input_path, fa_path)
-            compute_fa_file(input_path, bvals, bvecs, mask, fa_path, device=dev)
+            compute_fa_file(input_path, bvals, bvecs, mask, tmp["_fa.nii.gz"], device=dev)
         trained = None
         if slices == "trained":
             trained = (cfg.get("slice_selection", "centre"), int(cfg.get("slices_per_axis", 16)))
+        prefix = Path(out_prefix)
         row = cam_for_volume(
-            fa_path, mask, network, inferer, eval_transform, out_prefix, labels, class_idx=class_idx,
-            trained_selection=trained, fraction=float(threshold), roi_path=roi, figure=figure, coverage=coverage,
-            target=target,
+            tmp["_fa.nii.gz"] if is_dwi else fa_path, mask, network, inferer, eval_transform, tmp_prefix, labels,
+            class_idx=class_idx, trained_selection=trained, fraction=float(threshold), roi_path=roi, figure=figure,
+            coverage=coverage, title=f"{prefix.parent.name} {prefix.name}", target=target,
         )  # fmt: skip
         row.update(
-            input=str(input_path), checkpoint=str(checkpoint), config=str(cfg_path), method=method,
+            fa=str(fa_path), input=str(input_path), checkpoint=str(checkpoint), config=str(cfg_path), method=method,
             layer=layer, slices=slices if spatial_dims == 2 else "volume",
         )  # fmt: skip
-        write_json_atomic(row, paths["_bbox.json"])
+        write_json_atomic(row, tmp["_bbox.json"])
     # library warnings (all-zero map, empty box) as one log line each, not a Python warning dump
     for w in {str(w.message) for w in caught if issubclass(w.category, UserWarning)}:
         logger.warning("%s", w)

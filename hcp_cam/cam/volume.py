@@ -1,35 +1,31 @@
-"""Class Activation Maps in the 3D voxel grid of the FA map, and their NIfTI output.
+"""Class Activation Maps in the 3D voxel grid of the FA map (written out by :mod:`hcp_cam.cam.nifti`).
 
 A 2D network sees slices: :func:`cam_volume` cuts the FA volume along each axis, runs the CAM
 inferer on every selected slice, undoes the slice transforms (pad, resize) with MONAI's inverse, puts
 the maps back with :func:`~hcp_cam.transforms.slicing.stack_slices` and fuses the axes. Slices the
 network was not trained on are left out (marked unknown), because a network asked about slices it
-never saw gives its strongest maps there (findings.md, "Whole-brain CAM and the slices the network
-never saw"). The fused map is known where every axis covers a voxel (``coverage="all"``), so that
+never saw gives its strongest maps there (docs/architecture.md, Lessons, "Whole-brain CAM and the
+slices the network never saw"). The fused map is known where every axis covers a voxel (``coverage="all"``), so that
 voxels seen by one axis only do not compete with a noisier mean of one map.
 """
 
 from __future__ import annotations
 
-import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose
 
 from hcp_cam.errors import InputError
-from hcp_cam.io import load_nifti, save_nifti_like
 from hcp_cam.transforms.augment import map_to_slice
 from hcp_cam.transforms.slice_batch import SliceEvalCompose, slice_stack
 from hcp_cam.transforms.slicing import Slices25Dd, slice_indices, stack_slices
 
-__all__ = ["CAMVolume", "cam_volume", "normalise01", "write_cam_nifti", "FUSE_MODES", "COVERAGE_MODES"]
+__all__ = ["CAMVolume", "cam_volume", "FUSE_MODES", "COVERAGE_MODES"]
 
 FUSE_MODES = ("mean", "max")
 COVERAGE_MODES = ("all", "any")
@@ -372,84 +368,3 @@ def _cam_volume_3d(fa, brain, network, inferer, eval_transform, class_idx, devic
     vol = map_to_slice(chosen[0], item, eval_transform)[0]
     known = torch.ones(vol.shape, dtype=torch.bool)
     return CAMVolume(vol.to(torch.float32), {}, {}, class_idx, logits_mean, known)
-
-
-def normalise01(
-    volume: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray | None = None
-) -> torch.Tensor:
-    """Min-max scale a volume to [0, 1] over the brain; 0 outside it.
-
-    Args:
-        volume: ``(X, Y, Z)`` (or ``(1, X, Y, Z)``) map.
-        mask: brain mask of the same shape (nonzero = brain); ``None`` uses every voxel.
-
-    Returns:
-        float32 tensor of the volume's shape: brain min -> 0, brain max -> 1; all 0 (with a warning)
-        when the map is constant over the brain.
-    """
-    v = torch.as_tensor(np.asarray(volume) if not isinstance(volume, torch.Tensor) else volume).to(
-        torch.float32
-    )
-    m = (
-        torch.ones_like(v, dtype=torch.bool)
-        if mask is None
-        else torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask).reshape(
-            v.shape
-        )
-        != 0
-    )
-    if not m.any():
-        raise ValueError("normalise01: the mask is empty")
-    lo, hi = v[m].min(), v[m].max()
-    if hi <= lo:
-        warnings.warn("normalise01: the map is constant over the brain; returning zeros", stacklevel=2)
-        return torch.zeros_like(v)
-    return torch.where(m, (v - lo) / (hi - lo), torch.zeros(())).clamp(0.0, 1.0)
-
-
-def write_cam_nifti(
-    volume: torch.Tensor | np.ndarray,
-    fa_reference: str | os.PathLike | nib.Nifti1Image,
-    out_path: str | os.PathLike,
-    kind: str = "raw",
-    class_name: str | None = None,
-) -> str:
-    """Write a CAM volume as float32 NIfTI with exactly the FA's affine and sform/qform.
-
-    Args:
-        volume: ``(X, Y, Z)`` or ``(1, X, Y, Z)`` map in the FA grid.
-        fa_reference: the FA file (or image) whose geometry the output keeps.
-        out_path: ``.nii`` or ``.nii.gz``, written atomically.
-        kind: ``"raw"`` (CAM values as computed) or ``"normalised"`` (values in [0, 1] per volume,
-            e.g. from :func:`normalise01`); stored in the header description, e.g.
-            ``"CAM raw, class old"`` or ``"CAM [0,1] per volume"``.
-        class_name: name of the class the map is for, added to the description.
-
-    Returns:
-        the output path.
-
-    Raises:
-        InputError: the reference cannot be read or its grid differs from the volume's.
-        ValueError: unknown ``kind``, non-finite values, or ``"normalised"`` values outside [0, 1].
-    """
-    if kind not in ("raw", "normalised"):
-        raise ValueError(f"kind must be 'raw' or 'normalised', got {kind!r}")
-    ref = fa_reference if isinstance(fa_reference, nib.Nifti1Image) else load_nifti(fa_reference, ndim=3)
-    data = volume.detach().cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
-    if data.ndim == 4 and data.shape[0] == 1:
-        data = data[0]
-    if data.shape != tuple(ref.shape[:3]):
-        where = fa_reference if not isinstance(fa_reference, nib.Nifti1Image) else ref.get_filename()
-        raise InputError(
-            f"CAM volume shape {data.shape} differs from the FA grid {tuple(ref.shape[:3])}", where
-        )
-    if not np.isfinite(data).all():
-        raise ValueError(f"{out_path}: CAM volume holds NaN or Inf")
-    if kind == "normalised" and (data.min() < 0 or data.max() > 1):
-        raise ValueError(f"{out_path}: kind='normalised' but values span [{data.min()}, {data.max()}]")
-    if not data.any():
-        warnings.warn(f"{out_path}: the CAM volume is all zero (written anyway)", stacklevel=2)
-    desc = "CAM raw" if kind == "raw" else "CAM [0,1] per volume"
-    if class_name is not None:
-        desc += f", class {class_name}"
-    return str(save_nifti_like(data.astype(np.float32), ref, out_path, description=desc))

@@ -20,24 +20,36 @@ from hcp_cam.errors import HcpCamError
 __all__ = ["build_parser", "main"]
 
 # sub-command modules, in the order `hcp-cam --help` lists them
-_COMMANDS = ("synth", "datalist", "fa", "compare", "cam", "figures")
+_COMMANDS = ("synth", "datalist", "fa", "compare", "cam", "figures", "report")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Sequence[str] = _COMMANDS) -> argparse.ArgumentParser:
+    """The ``hcp-cam`` parser with the sub-commands ``commands`` (default: all)."""
     parser = argparse.ArgumentParser(
         prog="hcp-cam", description="Class Activation Maps of age from HCP diffusion MRI."
     )
     parser.add_argument("--version", action="version", version=f"hcp-cam {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in _COMMANDS:
+    for name in commands:
         module = importlib.import_module(f"hcp_cam.cli.{name}")
         module.register(sub)
     return parser
 
 
+def _requested(argv: Sequence[str]) -> Sequence[str]:
+    """The one sub-command named on the command line, or all (for ``--help``, a typo, none given).
+
+    Building one sub-command's parser imports one module: ``hcp-cam fa`` does not load the
+    plotting or table libraries the other sub-commands import.
+    """
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return (first,) if first in _COMMANDS else _COMMANDS
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_requested(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"

@@ -22,22 +22,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "run_dirs", nargs="+", metavar="RUN_DIR", help="bundle output folder (config.json, metrics/)"
     )
-    p.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX.csv and/or PREFIX.md")
+    p.add_argument(
+        "--out", required=True, metavar="PREFIX", help="writes PREFIX.csv, PREFIX.md and/or PREFIX.html"
+    )
     p.add_argument(
         "--format",
         default="csv,md",
         metavar="FMT",
-        help=f"comma-separated, from {','.join(FORMATS)} (default: both)",
+        help=f"comma-separated, from {','.join(FORMATS)},html (default: csv,md; html: the self-contained comparison page)",
     )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    if not formats or any(f not in FORMATS for f in formats):
-        raise ConfigError(f"--format {args.format!r}: choose one or more of {','.join(FORMATS)}")
+    if not formats or any(f not in (*FORMATS, "html") for f in formats):
+        raise ConfigError(f"--format {args.format!r}: choose one or more of {','.join(FORMATS)},html")
     table = compare_runs(args.run_dirs)
-    paths = write_comparison(table, args.out, formats)
+    if "html" in formats:  # refuse an unwritable page before the tables are written
+        from hcp_cam.reports.html import check_output_path
+
+        check_output_path(f"{args.out}.html")
+    paths = write_comparison(table, args.out, [f for f in formats if f != "html"])
+    if "html" in formats:
+        from hcp_cam.reports.compare_report import write_compare_report
+
+        paths.append(write_compare_report(args.run_dirs, f"{args.out}.html"))
     print(format_markdown(table), end="")
     for path in paths:
         print(f"wrote {path}")

@@ -6,6 +6,10 @@ import argparse
 from pathlib import Path
 
 from hcp_cam.data import DEFAULT_GROUPS, SPLITS, make_datalist, split_summary, write_datalist
+from hcp_cam.data.cache import user_cache_dir
+from hcp_cam.data.layouts import DATASET_LAYOUTS
+from hcp_cam.errors import InputError
+from hcp_cam.output_sets import check_outputs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "datalist",
         help="write a MONAI datalist with a subject-level, group-stratified split",
         description=(
-            "Find the diffusion acquisitions of DATASET_DIR (HCP preprocessed or unprocessed layout), "
+            "Find the diffusion acquisitions of DATASET_DIR (HCP preprocessed or unprocessed, raw BIDS, "
+            "QSIPrep, or given FA maps), "
             "label each subject by age group from the participants table, split subjects (never slices) "
             "into training/validation/test, and write the MONAI datalist JSON. See docs/data.md."
         ),
@@ -26,6 +31,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         help="participants CSV/TSV (default: participants.csv or participants.tsv in DATASET_DIR)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=DATASET_LAYOUTS,
+        default="auto",
+        help="layout of DATASET_DIR (default auto: detected from the folder's names; docs/data.md)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where pybids' index of a BIDS dataset is kept (default $XDG_CACHE_HOME/hcp-cam or ~/.cache/hcp-cam)",
     )
     p.add_argument("--out", required=True, type=Path, help="output datalist JSON, e.g. datalist.json")
     p.add_argument("--seed", type=int, default=0, help="split seed (default: 0)")
@@ -51,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the datalist, write it atomically and print subjects per group in each split."""
+    _check_out(args.out, args.dataset_dir, args.participants)
     datalist = make_datalist(
         args.dataset_dir,
         participants=args.participants,
@@ -61,12 +79,37 @@ def run(args: argparse.Namespace) -> int:
         fold=args.fold,
         groups=args.groups,
         strict=args.strict,
+        layout=args.layout,
+        index_dir=(args.cache_dir or user_cache_dir()) / "bids-index",
     )
     # everything is checked before this line: a failure above leaves no file behind
     write_datalist(datalist, args.out)
     print(_format_summary(datalist))
     print(f"wrote {args.out}")
     return 0
+
+
+def _check_out(out: Path, dataset_dir: Path, participants: Path | None) -> None:
+    """Refuse an ``--out`` that cannot take the datalist, before the dataset is read.
+
+    Raises:
+        InputError: ``out`` is a folder, lies in a folder that is a file or cannot be written, or
+            is the participants table.
+    """
+    if out.is_dir():
+        raise InputError(
+            f"--out is a folder; expected a JSON file name, e.g. --out {out / 'datalist.json'}", out
+        )
+    tables = (
+        [participants]
+        if participants is not None
+        else [dataset_dir / "participants.csv", dataset_dir / "participants.tsv"]
+    )
+    if out.exists() and any(t.exists() and out.resolve() == t.resolve() for t in tables):
+        raise InputError(
+            "--out is the participants table, which would be overwritten; choose another name", out
+        )
+    check_outputs([out])
 
 
 def _format_summary(datalist: dict) -> str:

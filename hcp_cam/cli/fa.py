@@ -10,13 +10,17 @@ Examples::
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from hcp_cam.data.layouts import DATASET_LAYOUTS
 from hcp_cam.errors import ConfigError
+from hcp_cam.transforms.dti_options import BACKENDS
+from hcp_cam.transforms.dti_options import TENSOR_METRICS as _METRICS
 
-# the choices of hcp_cam.transforms.tensor_fit, written out so that `hcp-cam --help` imports no torch or
-# MONAI (tests/test_cli_startup.py checks they match)
-BACKENDS = ("torch", "dipy")
-TENSOR_METRICS = ("fa", "md", "ad", "rd", "v1", "color_fa")
+__all__ = ["register", "run", "BACKENDS", "TENSOR_METRICS"]
+
+# from a module without torch: `hcp-cam --help` imports no torch or MONAI (tests/test_cli_startup.py)
+TENSOR_METRICS = tuple(_METRICS)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,8 +34,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bvals", help="FSL b-values; default <stem>.bval or bvals beside the DWI")
     p.add_argument("--bvecs", help="FSL directions (3 x N or N x 3); default <stem>.bvec or bvecs")
     p.add_argument("--mask", help="3D brain mask on the DWI grid (default: every voxel)")
-    p.add_argument("--out", help="FA output .nii.gz; other metrics go to <stem>_<metric>.nii.gz")
-    p.add_argument("--dataset-dir", help="dataset root (HCP layout): FA of every acquisition")
+    p.add_argument(
+        "--out", help="FA output .nii.gz or .nii; other metrics go to <stem>_<metric>.nii.gz (all or none)"
+    )
+    p.add_argument("--dataset-dir", help="dataset root (HCP, BIDS, QSIPrep): FA of every acquisition")
+    p.add_argument(
+        "--layout",
+        choices=DATASET_LAYOUTS,
+        default="auto",
+        help="layout of --dataset-dir (default auto: detected; docs/data.md)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="where pybids' index of a BIDS dataset is kept (default $XDG_CACHE_HOME/hcp-cam or ~/.cache/hcp-cam)",
+    )
     p.add_argument("--out-dir", help="cache root for --dataset-dir: <out-dir>/<subject>/<acq>_fa.nii.gz")
     p.add_argument(
         "--shard", default="0/1", help="i/n: process every n-th acquisition from the i-th (default 0/1)"
@@ -51,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch to single-file or dataset mode; raises ConfigError on inconsistent options."""
+    from hcp_cam.data.cache import user_cache_dir
     from hcp_cam.fa_maps import compute_dataset_fa, compute_fa_file, parse_shard
 
     if args.dataset_dir is not None:
@@ -67,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             shard=parse_shard(args.shard),
             progress=not args.no_progress,
+            layout=args.layout,
+            index_dir=Path(args.cache_dir or user_cache_dir()) / "bids-index",
         )
         print(f"{len(paths)} FA maps in {args.out_dir}")
         return 0

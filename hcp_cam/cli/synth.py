@@ -5,6 +5,8 @@ Example::
     hcp-cam synth data/demo --subjects 16 --seed 0
     hcp-cam synth data/raw --subjects 4 --layout unprocessed --runs 3
     hcp-cam synth data/bench --subjects 1 --hcp-size      # 145x174x145 at 1.25 mm, 18 b0 + 3x90
+    hcp-cam synth data/bids --subjects 8 --layout bids --sessions 2   # raw BIDS, inherited dwi.bval/.bvec
+    hcp-cam synth data/study --subjects 8 --layout qsiprep            # data/study/derivatives/qsiprep
     hcp-cam synth data/age --subjects 40 --age-effect graded   # ages 8-75, effect growing with age
 """
 
@@ -13,7 +15,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from hcp_cam.errors import ConfigError
 from hcp_cam.synth import DEFAULT_SHAPE, DEFAULT_VOXEL_SIZE, LAYOUTS, generate_dataset
+from hcp_cam.synth.bids import BIDS_LAYOUTS, generate_bids_dataset
 from hcp_cam.synth.graded import AGE_EFFECTS, DEFAULT_AGE_RANGE
 
 __all__ = ["register"]
@@ -70,7 +74,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.5,
         help="relative RD increase of old subjects in the region (default 0.5)",
     )
-    p.add_argument("--layout", choices=LAYOUTS, default="minimal", help="HCP folder layout (default minimal)")
+    p.add_argument(
+        "--layout",
+        choices=(*LAYOUTS, *BIDS_LAYOUTS),
+        default="minimal",
+        help="HCP layout (minimal, unprocessed), raw BIDS (bids) or QSIPrep-like derivatives (qsiprep); "
+        "default minimal",
+    )
+    p.add_argument(
+        "--sessions", type=int, default=1, metavar="N", help="sessions per subject, bids/qsiprep (default 1)"
+    )
     p.add_argument("--b0", type=int, dest="n_b0", metavar="N", help="number of b0 volumes (default 3)")
     p.add_argument(
         "--directions", type=int, dest="n_per_shell", metavar="N", help="directions per shell (default 10)"
@@ -143,7 +156,18 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    ds = generate_dataset(**resolve_options(args))
+    options = resolve_options(args)
+    if args.layout in BIDS_LAYOUTS:
+        if args.age_effect != "groups":
+            raise ConfigError(
+                f"--age-effect {args.age_effect} is written in the HCP layouts ({', '.join(LAYOUTS)}), "
+                f"not in --layout {args.layout}"
+            )
+        for key in ("n_runs", "age_effect", "age_range"):
+            del options[key]
+        ds = generate_bids_dataset(**options, n_sessions=args.sessions)
+    else:
+        ds = generate_dataset(**options)
     if args.age_effect == "graded":
         ages = ds.participants["age"]
         print(
@@ -156,4 +180,6 @@ def run(args: argparse.Namespace) -> int:
         f"hcp-cam synth: wrote {len(ds.subjects)} subjects ({groups.get('young', 0)} young, "
         f"{groups.get('old', 0)} old, {ds.layout} layout) to {ds.root}; ground truth in {ds.manifest.parent}"
     )
+    if getattr(ds, "dataset_dir", None) not in (None, ds.root):
+        print(f"hcp-cam synth: the dataset to use is {ds.dataset_dir} (participants: {ds.participants_file})")
     return 0

@@ -27,8 +27,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hcp_cam.data.datalist import PATH_KEYS, find_participants
-from hcp_cam.data.discovery import discover_acquisitions
+from hcp_cam.data.datalist import _entry, _relative
+from hcp_cam.data.dataset_participants import (
+    find_participants_table,
+    normalise_bids_ids,
+    participant_metadata,
+)
+from hcp_cam.data.layouts import find_acquisitions, resolve_layout
 from hcp_cam.data.participants import _read_table, match_participants, parse_age
 from hcp_cam.data.splits import SPLITS, kfold_subjects, split_subjects
 from hcp_cam.errors import ConfigError, InputError
@@ -70,7 +75,7 @@ def read_ages(path: str | os.PathLike, strict: bool = False) -> pd.DataFrame:
             without a usable age; no row with one.
     """
     path = Path(path)
-    table = _read_table(path)
+    table, lines = _read_table(path)
     columns = {str(c).strip().lower(): c for c in table.columns}
     subject_col = next((columns[a] for a in _SUBJECT_ALIASES if a in columns), None)
     age_col = columns.get("age")
@@ -83,7 +88,7 @@ def read_ages(path: str | os.PathLike, strict: bool = False) -> pd.DataFrame:
     subjects = table[subject_col].str.strip()
     if (subjects == "").any():
         raise InputError(
-            f"empty subject on line(s) {[int(i) + 2 for i in subjects.index[subjects == '']]}", path
+            f"empty subject on line(s) {[lines[i] for i in subjects.index[subjects == '']]}", path
         )
     duplicated = sorted(set(subjects[subjects.duplicated()]))
     if duplicated:
@@ -95,7 +100,7 @@ def read_ages(path: str | os.PathLike, strict: bool = False) -> pd.DataFrame:
         try:
             parsed = parse_age(text)
         except ValueError as e:
-            raise InputError(f"line {int(i) + 2}, subject {subject}: age {e}", path) from e
+            raise InputError(f"line {lines[i]}, subject {subject}: age {e}", path) from e
         if parsed is None or math.isinf(parsed[1]):
             unusable.append(f"{subject} (age {text or 'missing'})")
             continue
@@ -161,11 +166,14 @@ def make_regression_datalist(
     num_folds: int | None = None,
     fold: int | None = None,
     strict: bool = False,
+    layout: str = "auto",
+    index_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """The datalist of a regression run: every subject with an age, split by subject.
 
-    The same layout as :func:`hcp_cam.data.make_datalist` (``training``/``validation``/``test``
-    entries with paths relative to ``dataset_dir``), with ``task: "regression"``, ``labels:
+    The same dataset layouts, participants table and entries as :func:`hcp_cam.data.make_datalist`
+    (``training``/``validation``/``test`` entries with paths relative to ``dataset_dir``; ``layout``
+    and ``index_dir`` as there), with ``task: "regression"``, ``labels:
     ["age"]``, each entry's ``label`` and ``age`` the age in years and its ``group`` the age stratum
     of the split (:func:`age_strata`); ``groups`` maps each stratum to its ``[low, high]``.
 
@@ -179,10 +187,20 @@ def make_regression_datalist(
         raise ConfigError("fold is given without num_folds")
     if num_folds is not None and (fold is None or not 0 <= fold < num_folds):
         raise ConfigError(f"with num_folds={num_folds}, fold must be one of 0..{num_folds - 1}, got {fold}")
-    acquisitions = discover_acquisitions(dataset_dir)
-    table_path = Path(participants) if participants is not None else find_participants(dataset_dir)
+    resolved = resolve_layout(dataset_dir, layout)  # names only: a wrong folder fails before any index
+    table_path = (
+        Path(participants) if participants is not None else find_participants_table(dataset_dir, resolved)
+    )
+    resolved, acquisitions = find_acquisitions(dataset_dir, layout, index_dir=index_dir)
     ages = read_ages(table_path, strict=strict)
+    # BIDS subjects are sub-<label>: IDs without the prefix are given it, as for a classifier
+    bids_ids = resolved in ("bids", "qsiprep") or (
+        bool(acquisitions) and all(a.subject.startswith("sub-") for a in acquisitions)
+    )
+    if bids_ids:
+        ages = normalise_bids_ids(ages, table_path)
     acquisitions, subjects = match_participants(acquisitions, ages)
+    metadata = participant_metadata(table_path, bids_ids=bids_ids)
     subjects = subjects.assign(group=age_strata(list(subjects["subject"]), list(subjects["age"])))
     strata = list(dict.fromkeys(sorted(subjects["group"], key=lambda g: float(g[4:].split("-")[0]))))
     if num_folds is None:
@@ -193,17 +211,16 @@ def make_regression_datalist(
     by_subject: dict[str, list[dict[str, Any]]] = {}
     for acq in acquisitions:
         row = rows.loc[acq.subject]
-        entry: dict[str, Any] = {"subject": acq.subject, "acquisition": acq.acquisition}
-        for key in PATH_KEYS:
-            if getattr(acq, key) is not None:
-                entry[key] = _relative(getattr(acq, key), dataset_dir)
-        age = float(row["age"])
-        entry.update(label=age, group=str(row["group"]), age=age)
+        # the classifier's entry (paths, computed masks, BIDS entities, metadata) with the age as label
+        entry = _entry(acq, {**row.to_dict(), "label": 0}, dataset_dir, metadata.get(acq.subject))
+        entry.update(label=float(row["age"]))
         by_subject.setdefault(acq.subject, []).append(entry)
     bounds = subjects.groupby("group")["age"].agg(["min", "max"])
     datalist: dict[str, Any] = {
         "name": dataset_dir.resolve().name,
-        "description": "HCP diffusion acquisitions with each subject's age in years, split by subject",
+        "description": f"diffusion acquisitions ({resolved} layout) with each subject's age in years, "
+        "split by subject",
+        "layout": resolved,
         "task": "regression",
         "labels": [AGE_LABEL],
         "groups": {g: [float(bounds.at[g, "min"]), float(bounds.at[g, "max"])] for g in strata},
@@ -233,14 +250,6 @@ def make_regression_datalist(
             MIN_DISTINCT_AGES,
         )
     return datalist
-
-
-def _relative(path: Path, base: Path) -> str:
-    path, base = Path(path).resolve(), Path(base).resolve()
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def _preview(names: Sequence[str], limit: int = 20) -> str:

@@ -14,14 +14,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hcp_cam.data.discovery import Acquisition, discover_acquisitions
-from hcp_cam.data.participants import (
-    DEFAULT_GROUPS,
-    AgeGroups,
-    match_participants,
-    parse_groups,
-    read_participants,
+from hcp_cam.data.dataset_participants import (
+    find_participants_table,
+    participant_metadata,
+    read_dataset_participants,
 )
+from hcp_cam.data.discovery import Acquisition
+from hcp_cam.data.layouts import find_acquisitions, resolve_layout
+from hcp_cam.data.participants import DEFAULT_GROUPS, AgeGroups, match_participants, parse_groups
 from hcp_cam.data.splits import SPLITS, kfold_subjects, split_subjects
 from hcp_cam.errors import ConfigError, InputError
 from hcp_cam.io import write_json_atomic
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 # the keys of an entry that hold paths (relative to the dataset folder)
-PATH_KEYS = ("dwi", "bvals", "bvecs", "mask")
+PATH_KEYS = ("dwi", "bvals", "bvecs", "mask", "fa")
 _PARTICIPANT_NAMES = ("participants.csv", "participants.tsv")
 
 
@@ -65,6 +65,8 @@ def make_datalist(
     fold: int | None = None,
     groups: str | Mapping[str, Sequence[float]] | AgeGroups | None = DEFAULT_GROUPS,
     strict: bool = False,
+    layout: str = "auto",
+    index_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Discover a dataset, label its subjects by age group and split them by subject.
 
@@ -73,9 +75,10 @@ def make_datalist(
     validation split is carved from the other folds.
 
     Args:
-        dataset_dir: the dataset folder (see :func:`hcp_cam.data.discover_acquisitions`).
+        dataset_dir: the dataset folder (see :func:`hcp_cam.data.layouts.find_acquisitions`).
         participants: the participants table; by default ``participants.csv`` or
-            ``participants.tsv`` in ``dataset_dir``.
+            ``participants.tsv`` in ``dataset_dir`` (for derivatives, also in the raw BIDS dataset
+            that holds them).
         val_fraction: share of each group for validation.
         test_fraction: share of each group for test (hold-out split only).
         seed: the split's seed.
@@ -83,13 +86,17 @@ def make_datalist(
         fold: which fold is the test split, ``0 <= fold < num_folds`` (required with ``num_folds``).
         groups: the age groups (see :func:`hcp_cam.data.parse_groups`).
         strict: raise on participants that fit no age group instead of leaving them out.
+        layout: one of :data:`hcp_cam.data.layouts.DATASET_LAYOUTS` (``auto`` detects it).
+        index_dir: where pybids keeps the index of a BIDS dataset; ``None`` indexes in memory.
 
     Returns:
         a JSON-ready dict: ``training``, ``validation`` and ``test`` lists of entries, each with
         ``subject``, ``acquisition``, ``dwi``, ``bvals``, ``bvecs`` and ``mask`` (left out where
         the layout has none; paths relative to ``dataset_dir``, ``/``-separated), ``label`` (int),
-        ``group`` and ``age`` (years, ``None`` where unknown); plus ``labels`` (group names in label
-        order), ``groups`` (``{name: [low, high]}``), ``seed``, ``num_folds``, ``fold``,
+        ``group`` and ``age`` (years, ``None`` where unknown); where they apply ``fa`` (a given FA
+        map), ``compute_mask`` (true: no mask in the dataset, one is computed), ``entities`` (BIDS
+        session/acq/dir/run) and ``participant`` (the table's other columns); plus ``layout``,
+        ``labels`` (group names in label order), ``groups`` (``{name: [low, high]}``), ``seed``, ``num_folds``, ``fold``,
         ``val_fraction``, ``test_fraction``, ``participants`` (the table's path relative to
         ``dataset_dir`` where it lies inside) and the counts ``numTraining``, ``numValidation``,
         ``numTest``.
@@ -107,10 +114,14 @@ def make_datalist(
     if num_folds is not None and (fold is None or not 0 <= fold < num_folds):
         raise ConfigError(f"with num_folds={num_folds}, fold must be one of 0..{num_folds - 1}, got {fold}")
 
-    acquisitions = discover_acquisitions(dataset_dir)
-    table_path = Path(participants) if participants is not None else find_participants(dataset_dir)
-    table = read_participants(table_path, groups=groups, strict=strict)
+    resolved = resolve_layout(dataset_dir, layout)  # names only: a wrong folder fails before any index
+    table_path = (
+        Path(participants) if participants is not None else find_participants_table(dataset_dir, resolved)
+    )
+    resolved, acquisitions = find_acquisitions(dataset_dir, layout, index_dir=index_dir)
+    table, bids_ids = read_dataset_participants(table_path, resolved, acquisitions, groups, strict)
     acquisitions, subjects = match_participants(acquisitions, table)
+    metadata = participant_metadata(table_path, bids_ids=bids_ids)
 
     if num_folds is None:
         split = split_subjects(subjects, val_fraction, test_fraction, seed=seed, groups=groups.names)
@@ -122,10 +133,12 @@ def make_datalist(
     rows = subjects.set_index("subject")
     by_subject: dict[str, list[dict[str, Any]]] = {}
     for acq in acquisitions:
-        by_subject.setdefault(acq.subject, []).append(_entry(acq, rows.loc[acq.subject], dataset_dir))
+        entry = _entry(acq, rows.loc[acq.subject], dataset_dir, metadata.get(acq.subject))
+        by_subject.setdefault(acq.subject, []).append(entry)
     datalist: dict[str, Any] = {
         "name": dataset_dir.resolve().name,
-        "description": "HCP diffusion acquisitions labelled by age group, split by subject",
+        "description": f"diffusion acquisitions ({resolved} layout) labelled by age group, split by subject",
+        "layout": resolved,
         "labels": list(groups.names),
         "groups": groups.as_dict(),
         "participants": _relative(table_path, dataset_dir),
@@ -145,14 +158,20 @@ def make_datalist(
     return datalist
 
 
-def _entry(acq: Acquisition, row, dataset_dir: Path) -> dict[str, Any]:
+def _entry(acq: Acquisition, row, dataset_dir: Path, metadata: Mapping[str, str] | None) -> dict[str, Any]:
     entry: dict[str, Any] = {"subject": acq.subject, "acquisition": acq.acquisition}
     for key in PATH_KEYS:
         path = getattr(acq, key)
         if path is not None:
             entry[key] = _relative(path, dataset_dir)
+    if acq.compute_mask:
+        entry["compute_mask"] = True
+    if acq.entities:
+        entry["entities"] = dict(acq.entities)
     age = float(row["age"])
     entry.update(label=int(row["label"]), group=str(row["group"]), age=None if math.isnan(age) else age)
+    if metadata:
+        entry["participant"] = dict(metadata)
     return entry
 
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from hcp_cam.errors import InputError
 
-__all__ = ["Acquisition", "discover_acquisitions", "LAYOUTS"]
+__all__ = ["Acquisition", "discover_acquisitions", "LAYOUTS", "HCP_KINDS"]
 
 # relative to <root>/<subject>/, as shown in error messages and docs/data.md
 PREPROCESSED_DIR = Path("T1w", "Diffusion")
@@ -31,38 +32,51 @@ LAYOUTS = (
     "(+ .bval, .bvec)",
 )
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
+# the two HCP layouts, as ``discover_acquisitions(kinds=...)`` names them
+HCP_KINDS = ("preprocessed", "unprocessed")
 
 
 @dataclass(frozen=True)
 class Acquisition:
-    """One diffusion acquisition (a 4D DWI with its gradient table) of one subject.
+    """One diffusion acquisition (a 4D DWI with its gradient table, or a given FA map) of one subject.
 
     Attributes:
-        subject: the subject folder's name, e.g. ``"100307"`` (a string: leading zeros kept).
+        subject: the subject folder's name, e.g. ``"100307"`` or ``"sub-01"`` (a string: leading
+            zeros kept).
         acquisition: ``"dwi"`` for the preprocessed layout, the run name (``"dir95_RL"``,
-            ``"dir95_RL_gdc"``) for the unprocessed one.
-        dwi: the 4D NIfTI file ``(X, Y, Z, N)``.
-        bvals: text file of N b-values in s/mm^2.
-        bvecs: text file of the N gradient directions (FSL layout, 3 x N).
+            ``"dir95_RL_gdc"``) for the unprocessed one, the file name without ``sub-<label>_`` and
+            extension for BIDS (``"ses-01_run-1_dwi"``).
+        dwi: the 4D NIfTI file ``(X, Y, Z, N)``; ``None`` where the FA map is given.
+        bvals: text file of N b-values in s/mm^2 (``None`` with a given FA map).
+        bvecs: text file of the N gradient directions (FSL layout, 3 x N; ``None`` with a given FA map).
         mask: the brain mask ``(X, Y, Z)``, or ``None`` where the layout has none.
+        fa: a given FA map ``(X, Y, Z)`` (QSIRecon, or a table of FA files): no tensor fit.
+        compute_mask: the layout has no brain mask and one is computed from the mean b0
+            (:func:`hcp_cam.data.brain_mask.compute_brain_mask`), as for raw BIDS.
+        entities: BIDS entities other than the subject, e.g. ``(("session", "01"), ("run", "1"))``.
     """
 
     subject: str
     acquisition: str
-    dwi: Path
-    bvals: Path
-    bvecs: Path
+    dwi: Path | None
+    bvals: Path | None
+    bvecs: Path | None
     mask: Path | None = None
+    fa: Path | None = None
+    compute_mask: bool = False
+    entities: tuple[tuple[str, str], ...] = ()
 
 
-def discover_acquisitions(root: str | os.PathLike) -> list[Acquisition]:
+def discover_acquisitions(root: str | os.PathLike, kinds: Collection[str] = HCP_KINDS) -> list[Acquisition]:
     """List every diffusion acquisition under ``root``, in either HCP layout.
 
     Folders under ``root`` that hold neither layout (hidden folders, caches, outputs) are ignored.
-    A subject may hold both layouts; each acquisition is then listed.
+    A subject may hold both layouts; each acquisition is then listed. (BIDS, QSIPrep and given FA
+    maps: :func:`hcp_cam.data.layouts.find_acquisitions`.)
 
     Args:
         root: the dataset folder, whose sub-folders are subjects.
+        kinds: the HCP layouts to look for, from :data:`HCP_KINDS`.
 
     Returns:
         the acquisitions sorted by subject, then acquisition name.
@@ -77,10 +91,14 @@ def discover_acquisitions(root: str | os.PathLike) -> list[Acquisition]:
         raise InputError("dataset folder not found (or not a folder)", root)
     found: list[Acquisition] = []
     for subject_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        found.extend(_preprocessed(subject_dir))
-        found.extend(_unprocessed(subject_dir))
+        if "preprocessed" in kinds:
+            found.extend(_preprocessed(subject_dir))
+        if "unprocessed" in kinds:
+            found.extend(_unprocessed(subject_dir))
     if not found:
-        looked_for = "; ".join(LAYOUTS)
+        looked_for = "; ".join(
+            layout for kind, layout in zip(HCP_KINDS, LAYOUTS, strict=True) if kind in kinds
+        )
         raise InputError(f"no diffusion acquisitions found; looked for the HCP layouts: {looked_for}", root)
     return sorted(found, key=lambda a: (a.subject, a.acquisition))
 

@@ -8,6 +8,8 @@ inside that group's inclusive bounds; an explicit ``group`` overrides the age.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import math
 import os
@@ -190,7 +192,8 @@ def read_participants(
     The separator follows the extension (``.csv`` comma, ``.tsv``/``.tab`` tab); otherwise it is
     a tab if the header line holds one, else a comma. Every cell is read as text, so subject IDs
     keep their leading zeros. Column names are matched case-insensitively (``participant_id`` and
-    ``subject_id`` are accepted for ``subject``).
+    ``subject_id`` are accepted for ``subject``). Every row needs the header's number of fields;
+    trailing empty fields (``100307,25,``, as spreadsheets export) are ignored.
 
     Args:
         path: the CSV/TSV file.
@@ -204,7 +207,8 @@ def read_participants(
         position in ``groups``).
 
     Raises:
-        InputError: the file is missing or unreadable; the ``subject`` column or both ``age`` and
+        InputError: the file is missing or unreadable; a row with another number of fields than
+            the header (the message gives its line); the ``subject`` column or both ``age`` and
             ``group`` are missing (the message lists the columns found); an empty or duplicated
             subject; an age that cannot be read; a ``group`` value that is not a group name; with
             ``strict``, a row that fits no group; no row fits any group.
@@ -212,7 +216,7 @@ def read_participants(
     """
     path = Path(path)
     groups = parse_groups(groups)
-    table = _read_table(path)
+    table, lines = _read_table(path)
     columns = {str(c).strip().lower(): c for c in table.columns}
     subject_col = next((columns[a] for a in _SUBJECT_ALIASES if a in columns), None)
     age_col = next((columns[a] for a in _AGE_ALIASES if a in columns), None)
@@ -226,7 +230,7 @@ def read_participants(
 
     subjects = table[subject_col].str.strip()
     if (subjects == "").any():
-        rows = [int(i) + 2 for i in subjects.index[subjects == ""]]  # +2: header line, 1-based
+        rows = [lines[i] for i in range(len(subjects)) if subjects.iloc[i] == ""]
         raise InputError(f"empty subject on line(s) {rows}", path)
     duplicated = sorted(set(subjects[subjects.duplicated()]))
     if duplicated:
@@ -239,10 +243,10 @@ def read_participants(
         try:
             age_range = parse_age(age_text)
         except ValueError as e:
-            raise InputError(f"line {int(i) + 2}, subject {subject}: age {e}", path) from e
+            raise InputError(f"line {lines[i]}, subject {subject}: age {e}", path) from e
         if group and group not in groups.names:
             raise InputError(
-                f"line {int(i) + 2}, subject {subject}: group {group!r} is not one of {list(groups.names)}",
+                f"line {lines[i]}, subject {subject}: group {group!r} is not one of {list(groups.names)}",
                 path,
             )
         if not group and age_range is not None:
@@ -267,22 +271,84 @@ def read_participants(
     return out.astype({"subject": str, "age": float, "age_range": str, "group": str, "label": int})
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def _read_table(path: Path) -> tuple[pd.DataFrame, list[int]]:
+    """The table as text cells, and the line of the file each row starts on (1-based).
+
+    Read with the :mod:`csv` module rather than ``pandas.read_csv``: pandas takes the first column
+    as the row index when the data rows have one field more than the header (trailing commas, or
+    one ragged first row), which shifts every value one column to the left and made the messages
+    quote subject IDs as line numbers. Here a row must have the header's number of fields; empty
+    fields after the last column (trailing separators, as spreadsheets write them) are ignored,
+    and rows with no value at all are skipped, as blank lines are.
+    """
     if not path.is_file():
         raise InputError("participants table not found", path)
     suffix = path.suffix.lower()
     try:
-        if suffix == ".csv":
-            sep = ","
-        elif suffix in (".tsv", ".tab"):
-            sep = "\t"
-        else:
-            with open(path, encoding="utf-8-sig") as f:
-                sep = "\t" if "\t" in f.readline() else ","
-        # all text: subject IDs keep leading zeros and empty cells stay "" instead of NaN
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read as a CSV/TSV table: {e}", path) from e
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise InputError(f"cannot read as a UTF-8 CSV/TSV table ({e})", path) from e
+    if suffix == ".csv":
+        sep = ","
+    elif suffix in (".tsv", ".tab"):
+        sep = "\t"
+    else:
+        sep = "\t" if "\t" in text.split("\n", 1)[0] else ","
+    reader = csv.reader(io.StringIO(text), delimiter=sep, strict=True)
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    line = 1  # the line the next row starts on
+    try:
+        for row in reader:
+            start, line = line, reader.line_num + 1
+            if any(cell.strip() for cell in row):
+                rows.append(row)
+                lines.append(start)
+    except csv.Error as e:
+        raise InputError(f"line {reader.line_num}: cannot read as a CSV/TSV table ({e})", path) from e
+    if not rows:
+        raise InputError("the participants table is empty (no header line)", path)
+    header, header_line = _trim(rows[0]), lines[0]
+    names = [c.strip() for c in header]
+    if "" in names:
+        raise InputError(
+            f"line {header_line}: column {names.index('') + 1} of the header has no name "
+            f"(found {names}); name it or remove the column",
+            path,
+        )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(
+            f"line {header_line}: the header names the column(s) {repeated} more than once", path
+        )
+    width = len(header)
+    sep_name = "tab" if sep == "\t" else "comma"
+    for row, at in zip(rows[1:], lines[1:], strict=True):
+        cells = _trim(row) if len(row) > width else row
+        if len(cells) > width:
+            raise InputError(
+                f"line {at} has {len(cells)} {sep_name}-separated fields but the header (line {header_line}) "
+                f"has {width} ({', '.join(names)}): extra value {cells[width]!r}; remove it or name "
+                "its column in the header",
+                path,
+            )
+        if len(cells) < width:
+            raise InputError(
+                f"line {at} has {len(cells)} {sep_name}-separated field(s) but the header (line {header_line}) "
+                f"has {width} ({', '.join(names)}): add the missing separators (an empty cell is fine)",
+                path,
+            )
+    body = [(_trim(r) if len(r) > width else r) for r in rows[1:]]
+    return pd.DataFrame(body, columns=names, dtype=str), lines[1:]
+
+
+def _trim(row: list[str]) -> list[str]:
+    """``row`` without its trailing empty fields."""
+    end = len(row)
+    while end > 0 and not row[end - 1].strip():
+        end -= 1
+    return row[:end]
 
 
 def match_participants(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ def split_subjects(
     """Split subjects into training, validation and test, stratified by group.
 
     Within each group the subjects are sorted, shuffled with ``numpy.random.default_rng(seed)``
-    and cut: ``round(n * test_fraction)`` test and ``round(n * val_fraction)`` validation subjects
+    and cut: ``n * test_fraction`` test and ``n * val_fraction`` validation subjects, rounded half up
     (at least one each when the fraction is above 0), the rest training. A fraction of 0 leaves
     that split empty on purpose.
 
@@ -174,8 +175,14 @@ def _shuffled(subjects: list[str], rng: np.random.Generator) -> list[str]:
 
 
 def _count(n: int, fraction: float) -> int:
-    """Round half up, and at least one subject for a non-zero fraction."""
-    return 0 if fraction <= 0 else max(1, math.floor(n * fraction + 0.5))
+    """``n * fraction`` rounded half up, and at least one subject for a non-zero fraction.
+
+    The product is taken of the fraction as written in decimal (``Fraction(str(0.35))`` is 7/20),
+    so 90 subjects at 0.35 are 31.5 -> 32, where the float product 31.499999999999996 gave 31.
+    """
+    if fraction <= 0:
+        return 0
+    return max(1, math.floor(n * Fraction(str(fraction)) + Fraction(1, 2)))
 
 
 def _counts(by_group: dict[str, list[str]]) -> str:

@@ -5,16 +5,14 @@ Submodules and names load on first use (PEP 562), so that ``hcp_cam.training.met
 used by the reports and the command line) does not pull in MONAI and ignite.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+from hcp_cam.lazy import lazy_exports
 
 _SUBMODULES = (
+    "batch_check",
     "calibration",
     "checkpoints",
     "data",
-    "device_pipeline",
+    "device",
     "handlers",
     "metrics",
     "regression",
@@ -41,13 +39,4 @@ _NAMES = {
 __all__ = [*_SUBMODULES, *_NAMES]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    if name in _NAMES:
-        return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _NAMES, _SUBMODULES)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +36,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _EPOCH = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+_UNPICKLER_ERROR = re.compile(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)")
 
 
 class AtomicCheckpointSaver(CheckpointSaver):
@@ -64,22 +68,62 @@ def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Mapping[str, Any]:
-    """``torch.load`` with a clear error for a file that is not a checkpoint (never overwritten)."""
+    """``torch.load(..., weights_only=True)`` with a one-line error for a file it cannot load.
+
+    Only tensors and plain containers are loaded: unpickling arbitrary objects can run code, so a
+    file that holds other Python objects is refused (and said so), not called corrupt. The file is
+    never changed or removed.
+
+    Raises:
+        ConfigError: the file is missing, holds pickled objects that ``weights_only`` loading
+            refuses (the message names the first one), is truncated or not a PyTorch file, or
+            holds something other than a dict.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"checkpoint {path} does not exist")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except (
-        Exception
-    ) as e:  # torch raises many types for a corrupt file (RuntimeError, EOFError, UnpicklingError)
+    except pickle.UnpicklingError as e:
+        raise ConfigError(_refused_message(path, e)) from e
+    except Exception as e:  # a truncated or foreign file: RuntimeError, EOFError, KeyError, ...
         raise ConfigError(
-            f"checkpoint {path} is corrupt or not a PyTorch checkpoint ({type(e).__name__}: {e}); "
-            "it was left as it is: remove it to resume from an earlier one, or start a new output_dir"
+            f"checkpoint {path} is truncated, corrupt or not a PyTorch file ({type(e).__name__}: "
+            f"{_first_line(e)}); it was left as it is: resume from an earlier checkpoint_epoch=N.pt "
+            "(move this one aside) or pass another file"
         ) from e
     if not isinstance(obj, Mapping):
-        raise ConfigError(f"checkpoint {path} holds a {type(obj).__name__}, not a state dict")
+        raise ConfigError(
+            f"checkpoint {path} holds a {type(obj).__name__}, expected a dict of tensors "
+            "(a state dict, or a training checkpoint with a 'model' entry)"
+        )
     return obj
+
+
+def _refused_message(path: Path, error: Exception) -> str:
+    """One line for a file that ``weights_only`` loading refuses: what it holds and what to do."""
+    text = " ".join(_ANSI.sub("", str(error)).split())
+    advice = (
+        "it was left as it is: pass a file of tensors only (torch.save(network.state_dict(), path), "
+        "as hcp-cam training writes), or re-save this one that way if you trust its source"
+    )
+    if found := _UNSAFE_GLOBAL.search(text):
+        return (
+            f"checkpoint {path} holds pickled Python objects ({found.group(1)}) besides tensors, which "
+            f"safe loading (torch.load with weights_only=True) refuses because unpickling can run code; {advice}"
+        )
+    if found := _UNPICKLER_ERROR.search(text):
+        return (
+            f"checkpoint {path} is pickled in a form that safe loading (torch.load with weights_only=True) "
+            f"refuses ({found.group(1).strip()}), e.g. a plain pickle, not torch.save output; {advice}"
+        )
+    return f"checkpoint {path} cannot be unpickled ({_first_line(error)}); {advice}"
+
+
+def _first_line(error: Exception) -> str:
+    """The first sentence of an exception's message, without terminal colour codes."""
+    text = " ".join(_ANSI.sub("", str(error)).split())
+    return text.split(". ")[0].rstrip(".") if text else type(error).__name__
 
 
 def attach_resume(

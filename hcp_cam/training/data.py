@@ -14,27 +14,19 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import (
-    Compose,
-    EnsureTyped,
-    MaskIntensityd,
-    NormalizeIntensityd,
-    RandFlipd,
-    RandGaussianNoised,
-    Resized,
-    SpatialPadd,
-)
 from tqdm import tqdm
 
 from hcp_cam.data import make_datalist, write_datalist
+from hcp_cam.data.fa_sources import acquisition_maps, entry_acquisition
 from hcp_cam.errors import ConfigError
-from hcp_cam.fa_maps import compute_fa_file, fa_cache_path
-from hcp_cam.io import load_nifti
+from hcp_cam.fa_volume import load_fa_with_mask
+
+if TYPE_CHECKING:
+    from hcp_cam.transforms.preprocessing import PreprocessingParams
 
 __all__ = [
     "DEMO",
@@ -66,8 +58,8 @@ def resolve_dataset_dir(
     (``demo_age_effect="graded"``: ages spread over 8-75 y with an effect growing with age, for
     regression and 3+ groups; :mod:`hcp_cam.synth.graded`).
 
-    An explicit folder that does not exist, or has no ``participants.csv``/``.tsv``, is an error:
-    never a silent fall-back to the demo data.
+    An explicit folder that does not exist is an error: never a silent fall-back to the demo data.
+    (Its layout and participants table are checked by :func:`hcp_cam.data.make_datalist`.)
     """
     if str(dataset_dir) == DEMO:
         from hcp_cam.synth.graded import AGE_EFFECTS
@@ -86,8 +78,6 @@ def resolve_dataset_dir(
         raise ConfigError(
             f"dataset_dir {str(path)!r} does not exist (use --dataset_dir demo for the synthetic data)"
         )
-    if not any((path / f"participants.{ext}").is_file() for ext in ("csv", "tsv")):
-        raise ConfigError(f"dataset_dir {str(path)!r} has no participants.csv or participants.tsv")
     return path
 
 
@@ -159,16 +149,13 @@ class PreparedData:
         )
         out: list[dict] = []
         for e in entries:
-            fa_img = load_nifti(e["fa"], ndim=3)
-            fa = torch.as_tensor(np.asarray(fa_img.dataobj, dtype=np.float32))[None]
-            if e.get("mask_abs"):
-                brain = np.asarray(load_nifti(e["mask_abs"], ndim=3).dataobj) > 0
-                mask = torch.from_numpy(brain)[None].to(torch.uint8)
-            else:  # no brain mask (unprocessed layout): the FA fit left the background at 0
-                mask = (fa > 0).to(torch.uint8)
+            # without a brain mask (unprocessed layout) the brain is FA > 0: the fit left the background at 0
+            vol = load_fa_with_mask(e["fa"], e.get("mask_abs") or None)
+            fa = torch.from_numpy(vol.fa)[None]
+            mask = torch.from_numpy(vol.mask)[None].to(torch.uint8)
             item = {
-                "image": MetaTensor(fa, affine=torch.as_tensor(fa_img.affine)),
-                "mask": MetaTensor(mask, affine=torch.as_tensor(fa_img.affine)),
+                "image": MetaTensor(fa, affine=torch.as_tensor(vol.affine)),
+                "mask": MetaTensor(mask, affine=torch.as_tensor(vol.affine)),
                 "label": int(e["label"]) if self.target is None else float(self.target.to_target(e["age"])),
                 "subject": str(e["subject"]),
                 "acquisition": str(e["acquisition"]),
@@ -199,13 +186,22 @@ def prepare_data(
     task: str = "classification",
     standardise_target: bool = True,
     demo_age_effect: str = "groups",
+    dataset_layout: str = "auto",
+    participants_file: str | os.PathLike | None = None,
 ) -> PreparedData:
     """Split by subject, write ``output_dir/datalist.json``, and compute FA once per acquisition.
 
     FA maps are cached in ``cache_dir/fa/<dataset key>/<subject>/<acquisition>_fa.nii.gz`` and
-    reused across epochs and runs. ``task="regression"`` splits every subject with an age
-    (:func:`hcp_cam.data.ages.make_regression_datalist`; ``groups`` and ``num_classes`` are then
-    unused) and scales the target by the training subjects' ages (``standardise_target``).
+    reused across epochs and runs; brain masks computed for raw BIDS lie beside them
+    (``<acquisition>_mask.nii.gz``), pybids' index of a BIDS dataset in ``cache_dir/bids-index``.
+    Given FA maps (``dataset_layout`` ``fa``) are used as they are. ``task="regression"`` splits
+    every subject with an age (:func:`hcp_cam.data.ages.make_regression_datalist`; ``groups`` and
+    ``num_classes`` are then unused) and scales the target by the training subjects' ages
+    (``standardise_target``).
+
+    Args:
+        dataset_layout: one of :data:`hcp_cam.data.layouts.DATASET_LAYOUTS` (``auto`` detects it).
+        participants_file: the participants table when it is not in ``dataset_dir`` (QSIPrep).
     """
     from hcp_cam.training.tasks import check_task
 
@@ -218,20 +214,22 @@ def prepare_data(
         dataset_dir, cache_dir, demo_subjects=demo_subjects, demo_seed=seed, demo_age_effect=demo_age_effect
     )
     folds = None if not num_folds or int(num_folds) <= 1 else int(num_folds)
-    if task == "regression":
-        return _prepare_regression(
-            root, output_dir, cache_dir, spatial_dims, slices_per_axis, slice_selection, val_fraction,
-            test_fraction, seed, folds, fold, fa_backend, standardise_target,
-        )  # fmt: skip
-    datalist = make_datalist(
-        root,
+    split = dict(
+        participants=None if participants_file in (None, "", "null", "None") else participants_file,
+        layout=dataset_layout,
+        index_dir=Path(cache_dir) / "bids-index",
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,
         num_folds=folds,
         fold=None if folds is None else int(fold or 0),
-        groups=groups,
     )
+    if task == "regression":
+        return _prepare_regression(
+            root, output_dir, cache_dir, spatial_dims, slices_per_axis, slice_selection, fa_backend,
+            standardise_target, **split,
+        )  # fmt: skip
+    datalist = make_datalist(root, groups=groups, **split)
     if num_classes is not None and len(datalist["labels"]) != int(num_classes):
         raise ConfigError(
             f"the age groups {datalist['labels']} make {len(datalist['labels'])} classes but num_classes is "
@@ -250,13 +248,8 @@ def _fa_entries(
     todo = [(s, e) for s in SPLITS for e in datalist[s]]
     entries: dict[str, list[dict]] = {s: [] for s in SPLITS}
     for split, e in tqdm(todo, desc="FA maps", unit="acq", disable=None):
-        fa_path = fa_cache_path(fa_dir, e["subject"], e["acquisition"])
-        mask_abs = str(root / e["mask"]) if e.get("mask") else None
-        if not fa_path.is_file():
-            compute_fa_file(
-                root / e["dwi"], root / e["bvals"], root / e["bvecs"], mask_abs, fa_path, backend=fa_backend
-            )
-        entries[split].append({**e, "fa": str(fa_path), "mask_abs": mask_abs})
+        fa_path, mask, _ = acquisition_maps(entry_acquisition(root, e), fa_dir, backend=fa_backend)
+        entries[split].append({**e, "fa": str(fa_path), "mask_abs": None if mask is None else str(mask)})
     return entries
 
 
@@ -267,23 +260,17 @@ def _prepare_regression(
     spatial_dims: int,
     slices_per_axis: int,
     slice_selection: str,
-    val_fraction: float,
-    test_fraction: float,
-    seed: int,
-    folds: int | None,
-    fold: int | None,
     fa_backend: str,
     standardise_target: bool,
+    **split: Any,
 ) -> PreparedData:
-    """:func:`prepare_data` for ``task="regression"``: the datalist of ages and the target scale."""
+    """:func:`prepare_data` for ``task="regression"``: the datalist of ages and the target scale
+    (``split``: :func:`~hcp_cam.data.ages.make_regression_datalist`'s keywords)."""
     from hcp_cam.data.ages import make_regression_datalist
     from hcp_cam.training.run_setup import flag
     from hcp_cam.training.tasks import target_scale
 
-    datalist = make_regression_datalist(
-        root, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, num_folds=folds,
-        fold=None if folds is None else int(fold or 0),
-    )  # fmt: skip
+    datalist = make_regression_datalist(root, **split)
     train_ages = {e["subject"]: e["age"] for e in datalist["training"]}.values()
     scale = target_scale(train_ages, standardise=bool(flag(standardise_target, "target_standardise")))
     datalist["target_scale"] = scale.as_dict()
@@ -307,44 +294,47 @@ def _dataset_key(root: Path) -> str:
     return f"{root.name}-{digest}"
 
 
-def build_transforms(spatial_dims: int = 2, image_size: int = 64, noise_std: float = 0.3, **kwargs: Any):
-    """The ``(train, eval)`` chains for slices (:func:`hcp_cam.transforms.build_slice_transforms`)
-    or whole FA volumes (``spatial_dims=3``: the same normalisation, longest-side resize and pad
-    to a cube, with flips and in-brain Gaussian noise for training)."""
+def build_transforms(spatial_dims: int = 2, params: PreprocessingParams | int | None = None, **changes: Any):
+    """The ``(train, eval)`` chains of the bundle: slices (``spatial_dims=2``,
+    :func:`~hcp_cam.transforms.augment.build_slice_transforms`) or whole FA volumes (``spatial_dims=3``,
+    :func:`~hcp_cam.transforms.augment.build_volume_transforms`), both from one
+    :class:`~hcp_cam.transforms.preprocessing.PreprocessingParams`.
+
+    Args:
+        spatial_dims: 2 or 3.
+        params: the settings, an int image size, or ``None`` for the defaults.
+        changes: fields of ``params`` to replace (``image_size=``, ``noise_std=``, ...), and the
+            builders' ``keys`` / ``mask_key``.
+
+    Raises:
+        ConfigError: ``spatial_dims`` not 2 or 3, or a setting the builders refuse.
+    """
+    from hcp_cam.transforms import build_slice_transforms, build_volume_transforms
+
     if spatial_dims == 2:
-        from hcp_cam.transforms import build_slice_transforms
-
-        return build_slice_transforms(image_size=image_size, noise_std=noise_std, **kwargs)
-    if spatial_dims != 3:
-        raise ConfigError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
-    keys = ["image", "mask"]
-    head = [
-        NormalizeIntensityd("image", nonzero=True),
-        Resized(keys, image_size, size_mode="longest", mode=["trilinear", "nearest"]),
-        SpatialPadd(keys, image_size),
-    ]
-    tail = [MaskIntensityd("image", mask_key="mask"), EnsureTyped(keys, dtype=torch.float32)]
-    train = [
-        *head,
-        RandFlipd(keys, prob=0.5, spatial_axis=0),
-        RandGaussianNoised("image", prob=0.5, mean=0.0, std=noise_std, sample_std=False),
-        *tail,
-    ]
-    return Compose(train), Compose([*head, *tail])
+        return build_slice_transforms(params, **changes)
+    if spatial_dims == 3:
+        return build_volume_transforms(params, **changes)
+    raise ConfigError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
 
 
-def train_transform(spatial_dims: int = 2, image_size: int = 64, noise_std: float = 0.3, **kwargs: Any):
-    """The training chain of :func:`build_transforms`."""
-    return build_transforms(spatial_dims, image_size, noise_std, **kwargs)[0]
+def train_transform(spatial_dims: int = 2, params: PreprocessingParams | int | None = None, **changes: Any):
+    """The training chain of :func:`build_transforms` (what the bundle's ``train#preprocessing`` is)."""
+    return build_transforms(spatial_dims, params, **changes)[0]
 
 
-def eval_transform(spatial_dims: int = 2, image_size: int = 64, **kwargs: Any):
-    """The evaluation chain of :func:`build_transforms` (deterministic; invertible for CAM)."""
-    return build_transforms(spatial_dims, image_size, **kwargs)[1]
+def eval_transform(spatial_dims: int = 2, params: PreprocessingParams | int | None = None, **changes: Any):
+    """The evaluation chain of :func:`build_transforms` (deterministic, invertible for CAM; the bundle's
+    ``validate#preprocessing``, also used for testing and CAM)."""
+    return build_transforms(spatial_dims, params, **changes)[1]
 
 
 def default_roi_dir(dataset_dir: str | os.PathLike) -> str | None:
     """Ground-truth effect regions (``<subject>_roi.nii.gz``) when the dataset has them: the
-    synthetic generator writes them to ``derivatives/ground_truth``; real data has none."""
-    d = Path(dataset_dir) / "derivatives" / "ground_truth"
-    return str(d) if d.is_dir() else None
+    synthetic generator writes them to ``derivatives/ground_truth`` (for its QSIPrep-like data,
+    ``derivatives/qsiprep``, the sibling ``derivatives/ground_truth``); real data has none."""
+    root = Path(dataset_dir)
+    candidates = [root / "derivatives" / "ground_truth"]
+    if root.parent.name == "derivatives":  # <bids>/derivatives/qsiprep: its sibling
+        candidates.append(root.parent / "ground_truth")
+    return next((str(d) for d in candidates if d.is_dir()), None)

@@ -20,6 +20,7 @@ from hcp_cam.io import write_json_atomic
 
 __all__ = [
     "default_output_dir",
+    "default_cache_dir",
     "is_main_rank",
     "on_main_rank",
     "init_distributed",
@@ -65,10 +66,51 @@ RUN_CONFIG_KEYS = (
 _RUN_CONFIG_DEFAULTS = {"task": "classification", "demo_age_effect": "groups"}
 
 
-def default_output_dir(bundle_root: str | os.PathLike, arch: str, num_folds: Any = 1, fold: Any = 0) -> str:
-    """``<bundle_root>/runs/<arch>``, with ``_fold<k>`` when the run is one fold of a k-fold split."""
+def default_output_dir(
+    bundle_root: str | os.PathLike,
+    arch: str,
+    num_folds: Any = 1,
+    fold: Any = 0,
+    base: str | os.PathLike | None = None,
+) -> str:
+    """``<base>/runs/<arch>``, with ``_fold<k>`` when the run is one fold of a k-fold split.
+
+    ``base`` is the current working directory by default: the outputs of a run land where it is
+    started, as for any command, and never inside the bundle folder, which may be read-only or
+    shared (a copy of the model zoo's bundle, a package's data).
+
+    Args:
+        bundle_root: the bundle folder (:func:`hcp_cam.bundle.bundle_root`).
+        arch: the network's name.
+        num_folds, fold: the k-fold setting (``num_folds <= 1``: a hold-out run).
+        base: where ``runs/`` goes; ``None``: the current working directory.
+
+    Returns:
+        an absolute path.
+
+    Raises:
+        ConfigError: the folder would lie inside ``bundle_root`` (the run was started from inside the
+            bundle): pass ``--output_dir`` or start it elsewhere.
+    """
     name = str(arch) if int(num_folds or 1) <= 1 else f"{arch}_fold{int(fold or 0)}"
-    return os.path.join(os.fspath(bundle_root), "runs", name)
+    out = Path(
+        os.path.abspath(os.path.join(os.fspath(base if base is not None else os.getcwd()), "runs", name))
+    )
+    bundle = Path(os.path.abspath(os.fspath(bundle_root)))
+    if out == bundle or bundle in out.parents:
+        raise ConfigError(
+            f"the default output_dir {out} would lie inside the bundle folder {bundle}; run the command from "
+            "another folder or pass --output_dir"
+        )
+    return str(out)
+
+
+def default_cache_dir() -> str:
+    """The per-user cache, ``$XDG_CACHE_HOME/hcp-cam`` or ``~/.cache/hcp-cam`` (not created here):
+    FA maps, computed brain masks, pybids' index and the demo data (:mod:`hcp_cam.data.cache`)."""
+    from hcp_cam.data.cache import user_cache_dir
+
+    return str(user_cache_dir())
 
 
 def is_main_rank() -> bool:
@@ -128,7 +170,7 @@ def _auto(value: Any) -> bool:
 def resolve_data_pipeline(pipeline: str | None, device: str | torch.device, spatial_dims: int = 2) -> str:
     """The training data pipeline: ``"monai"`` (the per-slice MONAI chain in a ``DataLoader`` on the
     CPU) or ``"device"`` (slices cached on the device, batched augmentation there; see
-    :mod:`hcp_cam.training.device_pipeline`).
+    :mod:`hcp_cam.training.device`).
 
     Args:
         pipeline: ``"auto"``/``None`` (``"device"`` on CUDA for 2D slices, else ``"monai"``),
@@ -214,9 +256,15 @@ def check_image_size(network: torch.nn.Module, image_size: int) -> torch.nn.Modu
         ``network``, unchanged.
 
     Raises:
-        ConfigError: ``image_size`` is below the network's minimum; the message states it.
+        ConfigError: ``image_size`` is not a whole number >= 1, or is below the network's minimum;
+            the message states it.
     """
     minimum = int(getattr(network, "min_input_size", 1))
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ConfigError(
+            f"image_size must be a whole number of voxels >= 1 (the side slices are resized to), got "
+            f"{image_size!r}; use --image_size {minimum} or more"
+        )
     if int(image_size) < minimum:
         arch = getattr(network, "arch", type(network).__name__)
         raise ConfigError(
