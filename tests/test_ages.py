@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from bids_trees import bids_root, write_dwi, write_gradients
 
 from hcp_cam.data.ages import age_strata, make_regression_datalist, read_ages
 from hcp_cam.errors import ConfigError, InputError
@@ -139,3 +140,30 @@ def test_the_demo_can_be_graded(tmp_path):
     assert list(pd.read_csv(root / "participants.csv").columns) == ["subject", "age"]
     with pytest.raises(ConfigError, match="demo_age_effect must be one of groups, graded"):
         resolve_dataset_dir("demo", tmp_path, demo_subjects=2, demo_age_effect="linear")
+
+
+def test_regression_datalist_of_a_bids_dataset(tmp_path):
+    """Raw BIDS as for a classifier: pybids' acquisitions (two sessions each), IDs given their ``sub-``
+    prefix, the table's other columns kept; the label is the age in years, a range at its midpoint."""
+    ages = {"01": "9", "sub-02": "12", "sub-03": "20", "sub-04": "25-35", "sub-05": "44", "sub-06": "61"}
+    root = bids_root(
+        tmp_path / "bids",
+        participants=[["participant_id", "age", "sex"], *[[s, a, "F"] for s, a in ages.items()]],
+    )
+    write_gradients(root / "dwi")
+    subjects = [s if s.startswith("sub-") else f"sub-{s}" for s in ages]
+    for s in subjects:
+        for ses in ("1", "2"):
+            write_dwi(root / s / f"ses-{ses}" / "dwi" / f"{s}_ses-{ses}_dwi.nii.gz")
+    datalist = make_regression_datalist(root, seed=0, index_dir=tmp_path / "index")
+    assert datalist["layout"] == "bids" and datalist["task"] == "regression"
+    entries = [e for split in ("training", "validation", "test") for e in datalist[split]]
+    assert sorted({e["subject"] for e in entries}) == subjects  # "01" read as sub-01
+    assert len(entries) == 12
+    years = {"sub-01": 9.0, "sub-02": 12.0, "sub-03": 20.0, "sub-04": 30.0, "sub-05": 44.0, "sub-06": 61.0}
+    for e in entries:
+        assert e["label"] == e["age"] == years[e["subject"]]
+        assert e["compute_mask"] and dict(e["entities"])["session"] in ("1", "2")
+        assert e["participant"] == {"sex": "F"} and e["dwi"].startswith(e["subject"] + "/")
+    for split in ("training", "validation", "test"):  # both sessions of a subject in one split
+        assert all(sum(x["subject"] == e["subject"] for x in datalist[split]) == 2 for e in datalist[split])
