@@ -124,6 +124,8 @@ def test_evaluate_reports_calls_calibrated_on_the_validation_subjects_beside_the
     assert metrics["calibrated_subject_accuracy"] == pytest.approx(float(table["calibrated_correct"].mean()))
     # the uncalibrated accuracy stays as it was, beside the calibrated one
     assert metrics["subject_accuracy"] == pytest.approx(float(table["correct"].mean()))
+    page = (out / "report.html").read_text()
+    assert "Accuracy, calibrated on the validation subjects (threshold)" in page
 
 
 def test_evaluate_and_inference_end_with_the_run_report(evaluated, inferred):

@@ -110,6 +110,11 @@ def test_regression_report_is_consistent_with_its_tables(regression_run):
     assert "bias_corrected_predicted_age" not in subjects  # never applied to the predictions
     for name in ("test_age_scatter.png", "test_age_residuals.png"):
         assert (out / "figures" / name).stat().st_size > 1000, name
+    # the run's page scores it as a regressor: MAE beside the baseline, no accuracy of a classifier
+    page = (out / "report.html").read_text()
+    assert f"subject MAE {m['mae']:.2f} y (mean-age baseline {m['mean_age_baseline']:.2f} y" in page
+    assert "Age-bias correction (reported apart" in page and "subject accuracy" not in page
+    assert f"{subjects['predicted_age'].iloc[0]:.3f}" in page  # the subjects' predicted ages
 
 
 def test_regression_maps_the_output_in_the_fa_grid(regression_run):
