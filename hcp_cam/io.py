@@ -36,6 +36,7 @@ __all__ = [
     "nifti_like",
     "save_nifti_like",
     "NIFTI_SUFFIXES",
+    "recorded_path",
 ]
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -213,16 +214,19 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def load_nifti(path: str | os.PathLike, ndim: int | tuple[int, ...] | None = None) -> nib.Nifti1Image:
+def load_nifti(
+    path: str | os.PathLike, ndim: int | tuple[int, ...] | None = None, finite: bool = True
+) -> nib.Nifti1Image:
     """Load a NIfTI image and read its data once, turning every failure into an :class:`InputError`.
 
     Args:
         path: a ``.nii`` or ``.nii.gz`` file.
         ndim: the allowed number of dimensions (3, 4 or a tuple of them); ``None`` accepts any.
+        finite: refuse NaN/Inf; ``False`` for maps where NaN means unknown (the group maps).
 
     Raises:
         InputError: the file is missing, is not NIfTI, is truncated or corrupt, has the wrong
-            number of dimensions, or holds NaN/Inf.
+            number of dimensions, or holds NaN/Inf (with ``finite``).
     """
     path = Path(path)
     if not path.exists():
@@ -246,7 +250,7 @@ def load_nifti(path: str | os.PathLike, ndim: int | tuple[int, ...] | None = Non
         if data.ndim not in allowed:
             want = " or ".join(f"{d}D" for d in allowed)
             raise InputError(f"expected a {want} image, got a {data.ndim}D image of shape {data.shape}", path)
-    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
+    if finite and np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
         n_bad = int((~np.isfinite(data)).sum())
         raise InputError(f"holds {n_bad} NaN or Inf values", path)
     # keep the decoded array so callers do not decompress twice
@@ -360,3 +364,18 @@ def save_nifti_like(
     with atomic_path(path) as tmp:
         nib.save(out, str(tmp))
     return Path(path)
+
+
+def recorded_path(value: str | os.PathLike, run_dir: str | os.PathLike) -> Path:
+    """A file path recorded in a run folder's tables (e.g. ``cam/summary.csv``'s ``fa``).
+
+    Absolute paths are returned as written. A relative one is tried from the run folder, then from
+    the current folder (runs made before paths were recorded absolute wrote a relative
+    ``cache_dir`` as given, relative to where the bundle ran); the run-folder path is returned when
+    neither exists, for the caller's error message.
+    """
+    path = Path(value)
+    if path.is_absolute():
+        return path
+    in_run = Path(run_dir) / path
+    return path if not in_run.exists() and path.exists() else in_run

@@ -36,10 +36,14 @@ def test_two_rank_training_on_cpu_splits_the_data_and_saves_once(pipeline, tiny_
         REPO_ROOT / "bundles/cam_dmri/configs/train.json",
     )
     configs = [
-        "bundles/cam_dmri/configs/train.json",
-        "bundles/cam_dmri/configs/multi_gpu_train.json",
+        str(REPO_ROOT / "bundles/cam_dmri/configs/train.json"),
+        str(REPO_ROOT / "bundles/cam_dmri/configs/multi_gpu_train.json"),
         str(overlay),
     ]
+    # run from an empty folder: nothing may land beside the output folder (rank 1's MONAI
+    # TensorBoard handlers once opened their own writers under ./runs)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
     proc = run_bundle(
         "training",
         configs,
@@ -47,6 +51,7 @@ def test_two_rank_training_on_cpu_splits_the_data_and_saves_once(pipeline, tiny_
         tiny_data,
         {"data_pipeline": pipeline},
         launcher=[torchrun, "--standalone", "--nproc_per_node=2"],
+        cwd=cwd,
         env={"PYTHONPATH": f"{REPO_ROOT}:{TESTS_DIR}"},
         timeout=300,
     )
@@ -74,5 +79,6 @@ def test_two_rank_training_on_cpu_splits_the_data_and_saves_once(pipeline, tiny_
     assert (out / "checkpoints" / "model.pt").is_file()
     # one TensorBoard writer (rank 0's), not an empty events file per rank
     assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert not list(cwd.rglob("*")), sorted(str(p.relative_to(cwd)) for p in cwd.rglob("*"))
     history = pd.read_csv(out / "metrics" / "history.csv")
     assert list(history["epoch"]) == [1, 2]

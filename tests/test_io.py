@@ -1,9 +1,11 @@
-"""Atomic writes: all or nothing under the final name, with the permissions of a plain open()."""
+"""Atomic writes: all or nothing under the final name, with the permissions of a plain open(); paths
+recorded in run tables, read back from other folders."""
 
 from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +86,18 @@ def test_check_output_path_leaves_nothing(tmp_path):
     with pytest.raises(InputError, match="overwrite the input mask"):
         check_not_inputs([link], {"DWI": tmp_path / "d.nii.gz", "mask": tmp_path / "file", "none": None})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "link.nii.gz"]
+
+
+def test_recorded_path_is_found_from_the_run_folder_then_from_the_current_folder(tmp_path, monkeypatch):
+    from hcp_cam.io import recorded_path
+
+    run = tmp_path / "runs" / "a"
+    (run / "cam").mkdir(parents=True)
+    (run / "cam" / "x.nii.gz").write_bytes(b"")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "fa.nii.gz").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert recorded_path("cam/x.nii.gz", run) == run / "cam" / "x.nii.gz"  # from the run folder
+    assert recorded_path("cache/fa.nii.gz", run) == Path("cache/fa.nii.gz")  # from where the bundle ran
+    assert recorded_path("missing.nii.gz", run) == run / "missing.nii.gz"  # for the error message
+    assert recorded_path(tmp_path / "cache" / "fa.nii.gz", "elsewhere") == tmp_path / "cache" / "fa.nii.gz"

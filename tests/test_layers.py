@@ -9,7 +9,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # lowest first; a package named here covers its submodules
 LAYERS = (
-    ("hcp_cam.errors", "hcp_cam.io", "hcp_cam.lazy", "hcp_cam.output_sets", "hcp_cam.figure_io", "hcp_cam.fa_volume"),
+    (
+        "hcp_cam.errors",
+        "hcp_cam.io",
+        "hcp_cam.lazy",
+        "hcp_cam.output_sets",
+        "hcp_cam.figure_io",
+        "hcp_cam.fa_volume",
+    ),
     ("hcp_cam.transforms",),
     ("hcp_cam.data", "hcp_cam.fa_maps", "hcp_cam.fa_cache", "hcp_cam.synth"),
     ("hcp_cam.networks",),

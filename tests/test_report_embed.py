@@ -152,3 +152,29 @@ def test_output_checks_and_atomic_write(tmp_path):
     assert out.read_text().startswith("<!DOCTYPE html>") and sorted(p.name for p in out.parent.iterdir()) == [
         "r.html"
     ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [
+            "/x/bin/python",
+            "-m",
+            "monai.bundle",
+            "run",
+            "inference",
+            "--config_file",
+            "['a b/train.json','c/inference.json']",
+        ],
+        ["hcp-cam", "report", "it's $HOME", "plain", "two words"],
+    ],
+)
+def test_provenance_command_reads_back_as_the_arguments_and_keeps_monai_lists_readable(argv):
+    import shlex
+
+    from hcp_cam.reports.provenance import provenance
+
+    command = provenance(argv)["command"]
+    assert shlex.split(command) == [argv[0].rsplit("/", 1)[-1], *argv[1:]]
+    if argv[1] == "-m":  # the MONAI list is double-quoted, not '"'"'-escaped
+        assert "\"['a b/train.json','c/inference.json']\"" in command

@@ -20,7 +20,7 @@ from hcp_cam.errors import HcpCamError
 __all__ = ["build_parser", "main"]
 
 # sub-command modules, in the order `hcp-cam --help` lists them
-_COMMANDS = ("synth", "datalist", "fa", "compare", "cam", "figures", "report")
+_COMMANDS = ("synth", "datalist", "fa", "compare", "cam", "figures", "group", "report")
 
 
 def build_parser(commands: Sequence[str] = _COMMANDS) -> argparse.ArgumentParser:

@@ -20,6 +20,9 @@ METHODS = ("cam", "gradcam", "gradcampp")
 COVERAGE_MODES = ("all", "any")
 
 
+__all__ = ["register", "run"]
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "cam",

@@ -11,6 +11,8 @@ from hcp_cam.data.layouts import DATASET_LAYOUTS
 from hcp_cam.errors import InputError
 from hcp_cam.output_sets import check_outputs
 
+__all__ = ["register", "run"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(

@@ -8,6 +8,7 @@ Example::
     hcp-cam synth data/bids --subjects 8 --layout bids --sessions 2   # raw BIDS, inherited dwi.bval/.bvec
     hcp-cam synth data/study --subjects 8 --layout qsiprep            # data/study/derivatives/qsiprep
     hcp-cam synth data/age --subjects 40 --age-effect graded   # ages 8-75, effect growing with age
+    hcp-cam synth data/moved --subjects 24 --misalign    # heads rotated/shifted; template and atlas
 """
 
 from __future__ import annotations
@@ -107,6 +108,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--hcp-size", action="store_true", help="HCP-size data: 145x174x145, 1.25 mm, 18 b0 + 3x90"
     )
     p.add_argument(
+        "--misalign",
+        action="store_true",
+        help="rotate and shift each head inside its grid (true transforms in the ground truth; implies --atlas)",
+    )
+    p.add_argument(
+        "--max-rotation",
+        type=float,
+        default=10.0,
+        metavar="DEG",
+        help="largest misalignment rotation (default 10)",
+    )
+    p.add_argument(
+        "--max-shift", type=float, default=6.0, metavar="MM", help="largest misalignment shift (default 6)"
+    )
+    p.add_argument(
+        "--atlas",
+        action="store_true",
+        help="also write the average brain's FA template and a label atlas (derivatives/ground_truth)",
+    )
+    p.add_argument(
         "--overwrite", action="store_true", help="write into a non-empty folder that is no synth output"
     )
     p.add_argument(
@@ -152,6 +173,10 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
         "progress": not args.no_progress,
         "age_effect": args.age_effect,
         "age_range": tuple(args.age_range),
+        "misalign": args.misalign,
+        "max_rotation_deg": args.max_rotation,
+        "max_shift_mm": args.max_shift,
+        "atlas": True if (args.atlas or args.misalign) else None,
     }
 
 
@@ -163,7 +188,19 @@ def run(args: argparse.Namespace) -> int:
                 f"--age-effect {args.age_effect} is written in the HCP layouts ({', '.join(LAYOUTS)}), "
                 f"not in --layout {args.layout}"
             )
-        for key in ("n_runs", "age_effect", "age_range"):
+        if args.misalign or args.atlas:
+            raise ConfigError(
+                f"--misalign and --atlas write the HCP layouts (minimal, unprocessed), not --layout {args.layout}"
+            )
+        for key in (
+            "n_runs",
+            "age_effect",
+            "age_range",
+            "misalign",
+            "max_rotation_deg",
+            "max_shift_mm",
+            "atlas",
+        ):
             del options[key]
         ds = generate_bids_dataset(**options, n_sessions=args.sessions)
     else:

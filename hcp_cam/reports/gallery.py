@@ -29,7 +29,7 @@ import pandas as pd
 
 from hcp_cam.cam.figures import cohort_figure, network_comparison_figure
 from hcp_cam.errors import InputError
-from hcp_cam.io import load_nifti, save_nifti_like
+from hcp_cam.io import load_nifti, recorded_path, save_nifti_like
 from hcp_cam.reports.compare import ARCH_KEYS
 
 __all__ = [
@@ -67,8 +67,7 @@ class CAMRun:
         return self.run_dir / "cam" / subject / f"{acquisition}_cam01.nii.gz"
 
     def fa_path(self, row: pd.Series) -> Path:
-        path = Path(row["fa"])
-        return path if path.is_absolute() else self.run_dir / path
+        return recorded_path(row["fa"], self.run_dir)
 
 
 def _int_or_none(value) -> int | None:

@@ -9,7 +9,8 @@ Reads the names ``hcp-cam group`` writes (all optional but the template):
 - ``regions.csv`` (atlas table), ``clusters.csv``, ``registration_qc.csv``, ``group_overview.png``;
 - any ``*.json`` at the top level is shown under provenance (the recorded settings).
 
-A map whose grid differs from the template's is left out of the viewer with a note.
+A map whose grid differs from the template's is left out of the viewer with a note. NaN in a map
+(``hcp-cam group``'s unknown or untested voxels) is shown as 0.
 """
 
 from __future__ import annotations
@@ -71,6 +72,11 @@ def _on_grid(img: nib.Nifti1Image, ref: nib.Nifti1Image) -> bool:
     return img.shape[:3] == ref.shape[:3] and np.allclose(img.affine, ref.affine, atol=1e-4)
 
 
+def _values(img: nib.Nifti1Image) -> np.ndarray:
+    """A map's voxels with NaN (unknown, untested) as 0: for the scale, the peak and the viewer."""
+    return np.nan_to_num(np.asarray(img.dataobj, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def group_scenes(root: Path) -> tuple[list[Scene], list[str]]:
     """Scenes over the template: the CAM difference (all voxels, then only where FWE p < 0.05), its
     t map, the FA difference, and each group's mean CAM; notes on what was left out."""
@@ -87,11 +93,11 @@ def group_scenes(root: Path) -> tuple[list[Scene], list[str]]:
         path = root / name
         if not path.is_file():
             return
-        img = load_nifti(path, ndim=3)
+        img = load_nifti(path, ndim=3, finite=False)
         if not _on_grid(img, template):
             notes_.append(f"{name}: grid {img.shape} differs from the template's {template.shape}; left out")
             return
-        data = np.asarray(img.dataobj, dtype=np.float32) if data_fn is None else data_fn(img)
+        data = _values(img) if data_fn is None else data_fn(img)
         if data is None:
             return
         vmax = float(np.abs(data).max()) or 1.0
@@ -111,7 +117,7 @@ def group_scenes(root: Path) -> tuple[list[Scene], list[str]]:
         ppath = root / GROUP_FILES["difference_p"]
         if not ppath.is_file():
             return None
-        p = load_nifti(ppath, ndim=3)
+        p = load_nifti(ppath, ndim=3, finite=False)
         if not _on_grid(p, template):
             notes_.append(f"{ppath.name}: not on the template's grid; the thresholded map is left out")
             return None
@@ -121,7 +127,7 @@ def group_scenes(root: Path) -> tuple[list[Scene], list[str]]:
                 f"no voxel has a family-wise-error p < {ALPHA}: the thresholded difference map is empty"
             )
             return None
-        return np.where(keep, np.asarray(img.dataobj, dtype=np.float32), 0.0)
+        return np.where(keep, _values(img), 0.0)
 
     later_minus = (
         "later minus earlier group of the grouping rule (warm: higher in the later group, cool: lower)"
@@ -137,13 +143,14 @@ def group_scenes(root: Path) -> tuple[list[Scene], list[str]]:
     signed_scene("difference-fa", GROUP_FILES["difference_fa"], "FA difference", f"Mean FA, {later_minus}.")
     for g in _groups(root):
         name = f"group_{g}_mean_cam.nii.gz"
-        img = load_nifti(root / name, ndim=3)
+        img = load_nifti(root / name, ndim=3, finite=False)
         if not _on_grid(img, template):
             notes_.append(f"{name}: not on the template's grid; left out")
             continue
-        vmax = float(np.abs(np.asarray(img.dataobj)).max()) or 1.0
+        data = _values(img)
+        vmax = float(np.abs(data).max()) or 1.0
         overlay = embed_volume(
-            img, f"mean CAM {g}", colormap="warm", colormap_negative="winter", signed=True,
+            img, f"mean CAM {g}", data=data, colormap="warm", colormap_negative="winter", signed=True,
             cal_min=0.2 * vmax, cal_max=vmax, opacity=0.8, colorbar=True, role="overlay",
         )  # fmt: skip
         out.append(

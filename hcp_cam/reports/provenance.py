@@ -66,6 +66,15 @@ def git_commit(path: str | Path | None = None) -> str | None:
     return f"{head}+dirty" if dirty else head or None
 
 
+def _shell_word(arg: str) -> str:
+    """One argument as a user would type it: MONAI's ``--config_file "['a','b']"`` lists hold single
+    quotes, which ``shlex.quote`` turns into ``'['"'"'a'"'"']'``; double quotes say the same, readably."""
+    quoted = shlex.quote(arg)
+    if quoted != arg and "'" in arg and not any(c in arg for c in '"$`\\!'):
+        return f'"{arg}"'
+    return quoted
+
+
 def provenance(command: list[str] | None = None) -> dict[str, Any]:
     """What wrote the report: ``date`` (ISO 8601, local time with offset), ``command``, ``python``,
     ``platform``, ``git_commit`` (of hcp-cam, when known) and ``packages``."""
@@ -73,7 +82,7 @@ def provenance(command: list[str] | None = None) -> dict[str, Any]:
     argv = (getattr(sys, "orig_argv", None) or sys.argv) if command is None else command
     return {
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": shlex.join([Path(argv[0]).name, *argv[1:]]) if argv else "",
+        "command": " ".join(_shell_word(a) for a in [Path(argv[0]).name, *argv[1:]]) if argv else "",
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git_commit": git_commit(),

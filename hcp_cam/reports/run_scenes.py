@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from hcp_cam.errors import InputError
-from hcp_cam.io import load_nifti
+from hcp_cam.io import load_nifti, recorded_path
 from hcp_cam.reports.embed import EmbeddedVolume, box_shell, embed_volume, region_outline
 from hcp_cam.reports.run_folder import RunFolder
 from hcp_cam.reports.viewer import Scene
@@ -34,8 +34,7 @@ logger = logging.getLogger(__name__)
 def _resolve(run: RunFolder, value: object) -> Path | None:
     if not isinstance(value, str) or not value:
         return None
-    p = Path(value)
-    return p if p.is_absolute() else run.path / p
+    return recorded_path(value, run.path)
 
 
 def cam_scene(

@@ -6,10 +6,12 @@ same data in memory (benchmarks, tests). Everything is reproducible from its see
 
 from hcp_cam.synth.dataset import (
     AGE_BANDS,
+    ATLAS_LABELS,
     LAYOUTS,
     MANIFEST,
     SynthAcquisition,
     SynthDataset,
+    atlas_of,
     draw_participants,
     generate_dataset,
     write_dwi_nifti,
@@ -35,20 +37,26 @@ from hcp_cam.synth.signal import (
 from hcp_cam.synth.subject import (
     DEFAULT_SHAPE,
     DEFAULT_VOXEL_SIZE,
+    MAX_ROTATION_DEG,
+    MAX_SHIFT_MM,
     SynthDWI,
     SynthSubject,
+    draw_misalignment,
     make_dwi,
     make_subject,
 )
 
 __all__ = [
     "AGE_BANDS",
+    "ATLAS_LABELS",
     "DEFAULT_ROI_CENTER",
     "DEFAULT_ROI_RADIUS",
     "DEFAULT_SHAPE",
     "DEFAULT_VOXEL_SIZE",
     "LAYOUTS",
     "MANIFEST",
+    "MAX_ROTATION_DEG",
+    "MAX_SHIFT_MM",
     "S0_WHITE_MATTER",
     "TISSUE_PARAMS",
     "GradientScheme",
@@ -58,6 +66,8 @@ __all__ = [
     "SynthDataset",
     "SynthSubject",
     "add_rician_noise",
+    "atlas_of",
+    "draw_misalignment",
     "draw_participants",
     "dwi_volume",
     "fa_from_diffusivities",

@@ -7,6 +7,9 @@ Layouts (``OUT`` is the dataset root)::
     both:        OUT/participants.csv                      subject,age,group
                  OUT/derivatives/ground_truth/<subject>_fa.nii.gz, <subject>_roi.nii.gz
                  OUT/derivatives/ground_truth/synth.json, README.txt
+    misalign:    OUT/derivatives/ground_truth/<subject>_transform.json   the true head movement
+    atlas:       OUT/derivatives/ground_truth/template_fa.nii.gz, atlas.nii.gz, atlas_labels.csv
+                 (the average brain, unmoved: a reference FA template and a label atlas)
 
 Every file goes through :func:`hcp_cam.io.atomic_path`; ``synth.json`` is written last and marks
 a complete synth output (a later run may write over it without ``overwrite``).
@@ -29,23 +32,37 @@ from tqdm import tqdm
 from hcp_cam.errors import ConfigError, InputError
 from hcp_cam.io import atomic_path, save_nifti_like, write_json_atomic
 from hcp_cam.synth.graded import AGE_EFFECTS, DEFAULT_AGE_RANGE, age_fraction, draw_graded_participants
-from hcp_cam.synth.phantom import DEFAULT_ROI_CENTER, DEFAULT_ROI_RADIUS, TISSUE_PARAMS
+from hcp_cam.synth.phantom import (
+    CSF,
+    DEFAULT_ROI_CENTER,
+    DEFAULT_ROI_RADIUS,
+    GM,
+    TISSUE_PARAMS,
+    WM,
+    Phantom,
+    make_phantom,
+)
 from hcp_cam.synth.signal import S0_WHITE_MATTER, GradientScheme, make_gradient_scheme, seed_words
 from hcp_cam.synth.subject import (
     DEFAULT_SHAPE,
     DEFAULT_VOXEL_SIZE,
+    MAX_ROTATION_DEG,
+    MAX_SHIFT_MM,
     SynthSubject,
     check_subject_params,
+    draw_misalignment,
     make_subject,
 )
 
 __all__ = [
     "AGE_BANDS",
+    "ATLAS_LABELS",
     "LAYOUTS",
     "MANIFEST",
     "SynthAcquisition",
     "SynthDataset",
     "draw_participants",
+    "atlas_of",
     "write_dwi_nifti",
     "generate_dataset",
 ]
@@ -57,6 +74,20 @@ AGE_BANDS: dict[str, tuple[tuple[int, int], ...]] = {
 LAYOUTS = ("minimal", "unprocessed")
 MANIFEST = Path("derivatives") / "ground_truth" / "synth.json"
 _TR_S = 5.52  # HCP's diffusion repetition time, stored as the 4th zoom
+# the label atlas of the average brain (`atlas=True`): index -> name; "left"/"right" are the subject's
+ATLAS_LABELS: dict[int, str] = {
+    1: "effect_region",
+    2: "corpus_callosum",
+    3: "corticospinal_left",
+    4: "corticospinal_right",
+    5: "cingulum_left",
+    6: "cingulum_right",
+    7: "white_matter_left",
+    8: "white_matter_right",
+    9: "cortex_left",
+    10: "cortex_right",
+    11: "ventricles",
+}
 
 
 @dataclass
@@ -81,6 +112,10 @@ class SynthDataset:
         true_fa: subject -> noise-free FA map (float32).
         roi: subject -> effect-region mask (uint8), for every subject, young ones included.
         manifest: ``derivatives/ground_truth/synth.json`` (parameters, seed, effect per subject).
+        transforms: subject -> ``<subject>_transform.json`` (with ``misalign`` or ``atlas``).
+        template: ``template_fa.nii.gz``, noise-free FA of the average, unmoved brain (``atlas``).
+        atlas: ``atlas.nii.gz``, its labels (uint8, :data:`ATLAS_LABELS`), and ``atlas_labels``
+            their ``index,name`` table (``atlas``).
     """
 
     root: Path
@@ -90,6 +125,10 @@ class SynthDataset:
     true_fa: dict[str, Path] = field(default_factory=dict)
     roi: dict[str, Path] = field(default_factory=dict)
     manifest: Path | None = None
+    transforms: dict[str, Path] = field(default_factory=dict)
+    template: Path | None = None
+    atlas: Path | None = None
+    atlas_labels: Path | None = None
 
     @property
     def subjects(self) -> list[str]:
@@ -253,6 +292,10 @@ def generate_dataset(
     progress: bool = True,
     age_effect: str = "groups",
     age_range: Sequence[float] = DEFAULT_AGE_RANGE,
+    misalign: bool = False,
+    max_rotation_deg: float = MAX_ROTATION_DEG,
+    max_shift_mm: float = MAX_SHIFT_MM,
+    atlas: bool | None = None,
 ) -> SynthDataset:
     """Write ``n_subjects`` synthetic HCP-like subjects with their ground truth under ``out_dir``.
 
@@ -281,6 +324,14 @@ def generate_dataset(
             linearly with the age fraction ``f``; ``participants.csv`` then has ``subject,age`` only:
             :mod:`hcp_cam.synth.graded`).
         age_range: ``(low, high)`` years of the graded mode.
+        misalign: rotate (up to ``max_rotation_deg``) and shift (up to ``max_shift_mm``) each
+            subject's anatomy inside its grid, drawn from the seed; the true movement goes to
+            ``<subject>_transform.json`` (see :func:`~hcp_cam.synth.subject.make_subject`). Off by
+            default: the files are then byte for byte those of earlier versions.
+        max_rotation_deg, max_shift_mm: bounds of ``misalign``.
+        atlas: also write the average, unmoved brain's noise-free FA (``template_fa.nii.gz``) and a
+            label atlas of it (``atlas.nii.gz`` + ``atlas_labels.csv``, the effect region one of the
+            labels), for group analysis in that space; ``None`` follows ``misalign``.
 
     Returns:
         a :class:`SynthDataset` with the paths and the participants table.
@@ -304,6 +355,9 @@ def generate_dataset(
     if layout == "minimal":
         schemes = schemes[:1]
     check_subject_params(shape, voxel_size, effect_size, snr)  # before touching the target folder
+    if misalign:
+        draw_misalignment(np.random.default_rng(0), max_rotation_deg, max_shift_mm)  # checks the bounds
+    atlas = bool(misalign) if atlas is None else bool(atlas)
     out = Path(out_dir)
     previous = _check_target(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
@@ -316,7 +370,8 @@ def generate_dataset(
         subj = make_subject(
             row.subject, row.group or "old", shape, voxel_size, seed=[seed, int(row.subject)], effect_size=effect_size,
             snr=snr, scheme=schemes[0], oblique_deg=oblique_deg, jitter=jitter, roi_center=roi_center,
-            roi_radius=roi_radius, **graded_kw,
+            roi_radius=roi_radius, misalign=misalign, max_rotation_deg=max_rotation_deg, max_shift_mm=max_shift_mm,
+            **graded_kw,
         )  # fmt: skip
         effects[row.subject] = subj.phantom.effect
         ref = _reference(shape, subj.affine)
@@ -327,6 +382,22 @@ def generate_dataset(
         ds.roi[row.subject] = save_nifti_like(
             subj.roi, ref, gt_dir / f"{row.subject}_roi.nii.gz", "age-effect region", np.uint8
         )
+        if misalign or atlas:
+            ds.transforms[row.subject] = _write_transform(gt_dir / f"{row.subject}_transform.json", subj)
+    if atlas:
+        average = make_phantom(shape, voxel_size, rng=None, roi_center=roi_center, roi_radius=roi_radius)
+        ref = _reference(shape, subj.affine)
+        ds.template = save_nifti_like(
+            average.fa, ref, gt_dir / "template_fa.nii.gz", "FA of the average brain", np.float32
+        )
+        ds.atlas = save_nifti_like(
+            atlas_of(average, subj.affine), ref, gt_dir / "atlas.nii.gz", "labels: atlas_labels.csv", np.uint8
+        )
+        ds.atlas_labels = gt_dir / "atlas_labels.csv"
+        with atomic_path(ds.atlas_labels) as tmp:
+            pd.DataFrame({"index": list(ATLAS_LABELS), "name": list(ATLAS_LABELS.values())}).to_csv(
+                tmp, index=False
+            )
     with atomic_path(out / "participants.csv") as tmp:
         # the graded mode has no groups: the reader's groups rule makes them from the ages
         (participants.drop(columns="group") if graded else participants).to_csv(tmp, index=False)
@@ -338,6 +409,10 @@ def generate_dataset(
     }  # fmt: skip
     if graded:  # only then: the default mode's manifest and README stay byte for byte as they were
         params.update(age_effect=age_effect, age_range=[float(a) for a in age_range])
+    if misalign:  # only when on: the default manifest stays as it was
+        params.update({"misalign": True, "max_rotation_deg": max_rotation_deg, "max_shift_mm": max_shift_mm})
+    if atlas:
+        params["atlas"] = True
     readme = gt_dir / "README.txt"
     with atomic_path(readme) as tmp:
         tmp.write_text(_readme(params))
@@ -392,11 +467,59 @@ def _write_subject(
 
 
 def _all_paths(ds: SynthDataset) -> list[Path]:
-    paths = list(ds.true_fa.values()) + list(ds.roi.values())
+    paths = list(ds.true_fa.values()) + list(ds.roi.values()) + list(ds.transforms.values())
+    paths += [p for p in (ds.template, ds.atlas, ds.atlas_labels) if p is not None]
     for acqs in ds.acquisitions.values():
         for a in acqs:
             paths += [a.dwi, a.bvals, a.bvecs] + ([a.mask] if a.mask else [])
     return paths
+
+
+def atlas_of(phantom: Phantom, affine: np.ndarray) -> np.ndarray:
+    """The label atlas of a phantom: ``(X, Y, Z)`` uint8 with the indices of :data:`ATLAS_LABELS`.
+
+    The effect region wins over the tissue it lies in; sides follow the world x of each voxel
+    (RAS: x > 0 is the subject's right).
+    """
+    shape = phantom.tissue.shape
+    idx = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), -1).reshape(-1, 3)
+    right = (idx @ affine[:3, :3].T + affine[:3, 3])[:, 0].reshape(shape) > 0
+    tissue, tract = phantom.tissue, phantom.tract
+    out = np.zeros(shape, dtype=np.uint8)
+    named = {v: k for k, v in ATLAS_LABELS.items()}
+    for side, sel in (("left", ~right), ("right", right)):
+        out[(tissue == GM) & sel] = named[f"cortex_{side}"]
+        out[(tissue == WM) & (tract == 0) & sel] = named[f"white_matter_{side}"]
+        out[(tract == 2) & sel] = named[f"corticospinal_{side}"]
+        out[(tract == 3) & sel] = named[f"cingulum_{side}"]
+    out[tract == 1] = named["corpus_callosum"]
+    out[tissue == CSF] = named["ventricles"]
+    out[phantom.roi > 0] = named["effect_region"]
+    return out
+
+
+def _write_transform(path: Path, subj: SynthSubject) -> Path:
+    """The subject's true geometry: its head movement and the affine from the average brain."""
+    moved = subj.misalignment if subj.misalignment is not None else np.eye(4)
+    angle = float(np.degrees(np.arccos(np.clip((np.trace(moved[:3, :3]) - 1.0) / 2.0, -1.0, 1.0))))
+    record = {
+        "space": "world RAS mm, as nibabel reads the affine; matrices map points [x, y, z, 1]",
+        "misalignment": {
+            "matrix": moved.tolist(),
+            "rotation_deg": angle,
+            "shift_mm": moved[:3, 3].tolist(),
+            "meaning": "a point x of the unmoved head lies at matrix @ x in this subject's images",
+        },
+        "template_to_subject": {
+            "matrix": subj.template_to_subject.tolist(),
+            "meaning": "a point x of template_fa.nii.gz / atlas.nii.gz (the average brain) lies at matrix @ x "
+            "in this subject's images: the brain's shift and size, then the misalignment (the small "
+            "non-affine shape differences are left out)",
+        },
+        "brain_shift_voxels": list(subj.phantom.shift),
+        "brain_scale": subj.phantom.scale,
+    }
+    return write_json_atomic(record, path)
 
 
 def _readme(params: dict) -> str:
@@ -418,4 +541,15 @@ positive-determinant affine). The same parameters and seed give identical files.
             "FA in the region falls steadily with age. participants.csv has no group column.\n"
         )
     text += "\nParameters:\n"
-    return text + "".join(f"  {k} = {v}\n" for k, v in params.items())
+    extra = ""
+    if params.get("misalign") or params.get("atlas"):
+        extra = """
+<subject>_transform.json  the true geometry of each subject (world RAS mm): "misalignment", the rigid
+                      movement of the head inside its grid (with misalign on), and "template_to_subject",
+                      the affine from the average brain to the subject (shift, size, then movement).
+"""
+    if params.get("atlas"):
+        extra += """template_fa.nii.gz    noise-free FA of the average, unmoved brain (a reference FA template).
+atlas.nii.gz          its labels (uint8); atlas_labels.csv the index,name table (effect_region = 1).
+"""
+    return text + "".join(f"  {k} = {v}\n" for k, v in params.items()) + extra

@@ -74,6 +74,8 @@ class Phantom:
         roi: ``(X, Y, Z)`` uint8, 1 where the age effect applies (the blob within white matter),
             whether or not this subject carries the effect.
         effect: the relative RD increase applied in ``roi`` (0 for a young subject).
+        shift: the brain centre's offset from the grid centre, voxels (subject variability).
+        scale: the brain's size relative to the average brain (subject variability).
     """
 
     tissue: np.ndarray
@@ -84,6 +86,8 @@ class Phantom:
     s0: np.ndarray
     roi: np.ndarray
     effect: float = 0.0
+    shift: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    scale: float = 1.0
 
     @property
     def mask(self) -> np.ndarray:
@@ -117,11 +121,25 @@ def fa_from_diffusivities(ad: np.ndarray, rd: np.ndarray) -> np.ndarray:
 
 
 def _normalised_grid(
-    shape: Sequence[int], voxel_size: Sequence[float], shift: np.ndarray, scale: float
+    shape: Sequence[int],
+    voxel_size: Sequence[float],
+    shift: np.ndarray,
+    scale: float,
+    index_map: np.ndarray | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Open-grid normalised coordinates (broadcastable, one per axis) and the semi-axes in mm."""
+    """Normalised coordinates (one per axis) and the semi-axes in mm.
+
+    Without ``index_map`` the coordinates are open grids (broadcastable, ``(X, 1, 1)`` etc.); with a
+    ``(4, 4)`` voxel-index map they are full ``(X, Y, Z)`` arrays of the anatomy at the mapped indices.
+    """
     semi_vox = _SEMI_AXIS_FRACTION * np.asarray(shape, dtype=np.float64) * scale
     centre = (np.asarray(shape, dtype=np.float64) - 1.0) / 2.0 + shift
+    if index_map is not None:
+        idx = np.stack(np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij"), -1)
+        mapped = idx @ np.asarray(index_map, dtype=np.float64)[:3, :3].T + np.asarray(index_map)[:3, 3]
+        return [(mapped[..., a] - centre[a]) / semi_vox[a] for a in range(3)], semi_vox * np.asarray(
+            voxel_size, dtype=np.float64
+        )
     axes = []
     for a, n in enumerate(shape):
         view = [1, 1, 1]
@@ -155,6 +173,8 @@ def make_phantom(
     roi_center: Sequence[float] = DEFAULT_ROI_CENTER,
     roi_radius: float = DEFAULT_ROI_RADIUS,
     texture: float = 0.05,
+    index_map: np.ndarray | None = None,
+    direction_map: np.ndarray | None = None,
 ) -> Phantom:
     """Build one subject's anatomy and tensors.
 
@@ -168,6 +188,11 @@ def make_phantom(
         roi_center: effect-region centre in normalised coordinates (brain surface ~1).
         roi_radius: effect-region radius in normalised coordinates.
         texture: standard deviation of a smooth relative RD modulation (within-subject texture).
+        index_map: ``(4, 4)`` map from a voxel index of the grid to the index at which the anatomy
+            is drawn (a misaligned head: :func:`hcp_cam.synth.subject.make_subject`); ``None`` (the
+            default) draws it at the voxel itself.
+        direction_map: ``(3, 3)`` rotation applied to the fibre directions (in the image-axes mm
+            frame) with ``index_map``, so that tracts turn with the anatomy.
 
     Returns:
         a :class:`Phantom` on the grid.
@@ -180,7 +205,7 @@ def make_phantom(
 
     shift = np.asarray(draw(0.6, 3), dtype=np.float64) * np.ones(3)  # voxels
     scale = 1.0 + float(draw(0.03))
-    (ux, uy, uz), semi_mm = _normalised_grid(shape, voxel_size, shift, scale)
+    (ux, uy, uz), semi_mm = _normalised_grid(shape, voxel_size, shift, scale, index_map)
 
     # deformed ellipsoid: wider laterally, flatter underneath, a little larger at the front
     r = np.sqrt(ux**2 + uy**2 + uz**2)
@@ -252,6 +277,8 @@ def make_phantom(
     blob = (ux - cx) ** 2 + (uy - cy) ** 2 + (uz - cz) ** 2 < float(roi_radius) ** 2
     roi = blob & wm
     rd[roi] *= 1.0 + float(effect)
+    if direction_map is not None:
+        v1 = v1 @ np.asarray(direction_map, dtype=np.float64).T
 
     return Phantom(
         tissue=tissue,
@@ -262,6 +289,8 @@ def make_phantom(
         s0=s0.astype(np.float32),
         roi=roi.astype(np.uint8),
         effect=float(effect),
+        shift=tuple(float(v) for v in shift),
+        scale=float(scale),
     )
 
 

@@ -21,11 +21,16 @@ __all__ = [
     "DEFAULT_SHAPE",
     "DEFAULT_VOXEL_SIZE",
     "check_subject_params",
+    "draw_misalignment",
     "SynthSubject",
     "make_subject",
     "SynthDWI",
     "make_dwi",
 ]
+
+# misalignment of a head inside its grid (``make_subject(misalign=True)``): at most this rotation and shift
+MAX_ROTATION_DEG = 10.0
+MAX_SHIFT_MM = 6.0
 
 # demo size: 2.5 mm voxels over a 100 x 120 x 100 mm field of view; a few seconds per subject
 DEFAULT_SHAPE: tuple[int, int, int] = (40, 48, 40)
@@ -61,6 +66,8 @@ class SynthSubject:
         affine: ``(4, 4)`` voxel-to-world (RAS mm) affine.
         sigma: Rician noise level (same unit as the signal; WM S0 is ``S0_WHITE_MATTER``).
         seed: the subject's seed words; noise of run ``r`` comes from ``[*seed, 202, r]``.
+        misalignment: ``(4, 4)`` rigid world (RAS mm) transform that moved the anatomy inside the
+            grid (a point of the unmoved head at ``x`` lies at ``misalignment @ x``), or ``None``.
     """
 
     subject: str
@@ -70,6 +77,21 @@ class SynthSubject:
     affine: np.ndarray
     sigma: float
     seed: tuple[int, ...]
+    misalignment: np.ndarray | None = None
+
+    @property
+    def template_to_subject(self) -> np.ndarray:
+        """``(4, 4)`` world (RAS mm) affine from the average brain (the generator's template, on the
+        same grid and affine) to this subject: the brain's shift and size, then the misalignment.
+
+        Leaves out the subject's small non-affine shape variation (the bulges of ``make_phantom``).
+        """
+        c = (np.asarray(self.phantom.tissue.shape, dtype=np.float64) - 1.0) / 2.0
+        size = np.eye(4)
+        size[:3, :3] *= self.phantom.scale
+        size[:3, 3] = (1.0 - self.phantom.scale) * c + np.asarray(self.phantom.shift)
+        moved = self.misalignment if self.misalignment is not None else np.eye(4)
+        return moved @ self.affine @ size @ np.linalg.inv(self.affine)
 
     @property
     def fa(self) -> np.ndarray:
@@ -121,6 +143,9 @@ def make_subject(
     roi_center: Sequence[float] = DEFAULT_ROI_CENTER,
     roi_radius: float = DEFAULT_ROI_RADIUS,
     age_fraction: float | None = None,
+    misalign: bool = False,
+    max_rotation_deg: float = MAX_ROTATION_DEG,
+    max_shift_mm: float = MAX_SHIFT_MM,
 ) -> SynthSubject:
     """Make one subject in memory (no file is written).
 
@@ -143,6 +168,11 @@ def make_subject(
         age_fraction: a graded effect instead of a group effect: RD in the region times
             ``1 + effect_size * a * age_fraction`` (``age_fraction`` in [0, 1], the subject's place in
             the age range; :mod:`hcp_cam.synth.graded`), whatever ``group`` says (``None``: by group).
+        misalign: rotate and shift the anatomy inside the grid (a head lying differently in the
+            scanner), by a rigid transform drawn from the seed (:func:`draw_misalignment`); the
+            affine stays the same. Off by default (then nothing differs from earlier versions).
+        max_rotation_deg: largest rotation angle of ``misalign``, degrees.
+        max_shift_mm: largest shift of ``misalign``, mm.
 
     Raises:
         ConfigError: unknown group, negative effect size, non-positive SNR, bad shape, or an
@@ -160,6 +190,14 @@ def make_subject(
     effect = effect_size * amplitude if group == "old" else 0.0
     if age_fraction is not None:
         effect = effect_size * amplitude * float(age_fraction)
+    affine = make_affine(shape, voxel_size, oblique_deg)
+    moved = index_map = direction_map = None
+    if misalign:
+        moved = draw_misalignment(np.random.default_rng([*words, 606]), max_rotation_deg, max_shift_mm)
+        # voxel i shows the anatomy that sat at index inv(A) inv(T) A i before the head moved
+        index_map = np.linalg.inv(affine) @ np.linalg.inv(moved) @ affine
+        axes = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)  # image-axes mm frame -> world
+        direction_map = axes.T @ moved[:3, :3] @ axes
     phantom = make_phantom(
         shape,
         voxel_size,
@@ -168,6 +206,8 @@ def make_subject(
         jitter=jitter,
         roi_center=roi_center,
         roi_radius=roi_radius,
+        index_map=index_map,
+        direction_map=direction_map,
     )
     sigma = 0.0 if snr is None or not np.isfinite(snr) else S0_WHITE_MATTER / float(snr)
     return SynthSubject(
@@ -175,10 +215,42 @@ def make_subject(
         group=group,
         phantom=phantom,
         scheme=scheme if scheme is not None else make_gradient_scheme(seed=words),
-        affine=make_affine(shape, voxel_size, oblique_deg),
+        affine=affine,
         sigma=sigma,
         seed=words,
+        misalignment=moved,
     )
+
+
+def draw_misalignment(
+    rng: np.random.Generator, max_rotation_deg: float = MAX_ROTATION_DEG, max_shift_mm: float = MAX_SHIFT_MM
+) -> np.ndarray:
+    """A random rigid world transform: a rotation about the grid centre (world origin of
+    :func:`~hcp_cam.synth.phantom.make_affine`) by up to ``max_rotation_deg`` about a uniformly drawn
+    axis, then a shift of up to ``max_shift_mm`` (uniform in the ball).
+
+    Returns:
+        ``(4, 4)`` float64 RAS-mm matrix ``[[R, t], [0, 1]]``.
+
+    Raises:
+        ConfigError: a negative bound, or a rotation above 90 degrees.
+    """
+    if not 0 <= max_rotation_deg <= 90 or max_shift_mm < 0:
+        raise ConfigError(
+            f"misalignment needs 0 <= max rotation <= 90 degrees and max shift >= 0 mm, "
+            f"got {max_rotation_deg} and {max_shift_mm}"
+        )
+    axis = rng.standard_normal(3)
+    axis /= np.linalg.norm(axis)
+    angle = np.deg2rad(rng.uniform(-max_rotation_deg, max_rotation_deg))
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rot = np.eye(3) + np.sin(angle) * k + (1.0 - np.cos(angle)) * (k @ k)  # Rodrigues
+    direction = rng.standard_normal(3)
+    direction /= np.linalg.norm(direction)
+    out = np.eye(4)
+    out[:3, :3] = rot
+    out[:3, 3] = direction * max_shift_mm * rng.uniform() ** (1.0 / 3.0)
+    return out
 
 
 @dataclass

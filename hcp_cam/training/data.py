@@ -208,6 +208,8 @@ def prepare_data(
     task = check_task(task)
     if spatial_dims not in (2, 3):
         raise ConfigError(f"spatial_dims must be 2 (slices) or 3 (volumes), got {spatial_dims}")
+    # absolute: the FA paths go into cam/summary.csv, read later from other folders (report, group)
+    cache_dir = Path(cache_dir).absolute()
     if isinstance(groups, str) and groups.strip().lower() in ("", "null", "none"):
         groups = None  # `--groups null` on the command line
     root = resolve_dataset_dir(
