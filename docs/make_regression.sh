@@ -10,7 +10,7 @@
 # (from the repository root, in the project's venv)
 set -euo pipefail
 folds=3
-root=${RESULTS_DIR:-bundles/cam_dmri/runs/results_regression}
+root=${RESULTS_DIR:-runs/results_regression}
 train=bundles/cam_dmri/train.json
 evaluate="['bundles/cam_dmri/configs/train.json','bundles/cam_dmri/configs/evaluate.json']"
 infer="['bundles/cam_dmri/configs/train.json','bundles/cam_dmri/configs/inference.json']"

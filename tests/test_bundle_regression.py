@@ -158,7 +158,9 @@ def test_compare_tables_regression_and_classification_runs(regression_run, train
     assert reg["mae_ratio_mean"] == pytest.approx(m["mae_ratio"])
 
 
-def test_three_groups_train_a_three_class_network_with_per_class_reports_and_maps(three_group_run):
+def test_three_groups_train_a_three_class_network_with_per_class_reports_and_maps(
+    three_group_run, tmp_path, capsys
+):
     out, procs = three_group_run
     _ok(procs, "training", "evaluating", "inference")
     assert torch.load(out / "checkpoints" / "model.pt", weights_only=True)["classifier.weight"].shape[0] == 3
@@ -183,6 +185,11 @@ def test_three_groups_train_a_three_class_network_with_per_class_reports_and_map
         row = summary.iloc[0]
         assert (folder / row["subject"] / f"{row['acquisition']}_cam.nii.gz").is_file()
         assert (folder / "localization.csv").is_file()
+    # hcp-cam compare tables its balanced accuracy (a two-class table has no such column)
+    assert main(["compare", str(out), "--out", str(tmp_path / "cmp")]) == 0
+    assert "| Test accuracy (subjects) | Test balanced accuracy (subjects) |" in capsys.readouterr().out
+    row = pd.read_csv(tmp_path / "cmp.csv").iloc[0]
+    assert row["test_balanced_accuracy_mean"] == pytest.approx(m["balanced_accuracy"])
 
 
 def test_bad_task_and_bad_ages_exit_2_with_one_line(graded_data, tmp_path):

@@ -27,7 +27,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +69,9 @@ CALIBRATED_COLUMN = (
     "calibrated_subject_accuracy",
     "Test accuracy (subjects, calibrated)",
 )
+# after it, where any run has 3+ classes (for two, the subject accuracy of a balanced split says it)
+BALANCED_COLUMN = ("test_balanced_accuracy", "balanced_accuracy", "Test balanced accuracy (subjects)")
+_OPTIONAL_COLUMNS = (CALIBRATED_COLUMN, BALANCED_COLUMN)
 REGRESSION_COLUMNS = (
     ("val_subject_mae", "best_val_subject_mae", "Validation MAE (subjects, y)"),
     ("test_subject_mae", "mae", "Test MAE (subjects, y)"),
@@ -154,6 +157,8 @@ def read_run(run_dir: str | os.PathLike) -> dict:
         record[key] = _number(test.get(key))
     record["task"] = "classification"
     record["calibrated_subject_accuracy"] = _number(test.get("calibrated_subject_accuracy"))
+    many = len(test.get("labels") or []) > 2
+    record["balanced_accuracy"] = _number(test.get("balanced_accuracy")) if many else math.nan
     record.update(_localization(run_dir / "cam" / "localization.csv"))
     missing = [k for k in keys if k not in test]
     if missing:
@@ -259,14 +264,19 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
 
 def _columns(task: str, records: pd.DataFrame) -> tuple[tuple[str, str, str], ...]:
     """The table columns of a task's rows: :data:`REGRESSION_COLUMNS`, or :data:`SUMMARY_COLUMNS`
-    with the calibrated accuracy after the subject accuracy where any run has it."""
+    with the calibrated and the balanced accuracy after the subject accuracy where any run has them."""
     if task == "regression":
         return REGRESSION_COLUMNS
-    key = CALIBRATED_COLUMN[1]
-    if key not in records or not np.isfinite(pd.to_numeric(records[key], errors="coerce")).any():
-        return SUMMARY_COLUMNS
-    at = [c[0] for c in SUMMARY_COLUMNS].index("test_subject_accuracy") + 1
-    return SUMMARY_COLUMNS[:at] + (CALIBRATED_COLUMN,) + SUMMARY_COLUMNS[at:]
+    return _with_optional(
+        SUMMARY_COLUMNS,
+        lambda c: c[1] in records and bool(np.isfinite(pd.to_numeric(records[c[1]], errors="coerce")).any()),
+    )
+
+
+def _with_optional(columns: tuple, present: Callable[[tuple], bool]) -> tuple[tuple[str, str, str], ...]:
+    """``columns`` with those of :data:`_OPTIONAL_COLUMNS` that ``present(column)`` after the subject accuracy."""
+    at = [c[0] for c in columns].index("test_subject_accuracy") + 1
+    return columns[:at] + tuple(c for c in _OPTIONAL_COLUMNS if present(c)) + columns[at:]
 
 
 def _mean_std(mean: float, std: float, digits: int) -> str:
@@ -290,10 +300,10 @@ def format_markdown(table: pd.DataFrame, digits: int = 2) -> str:
         if task == "regression":
             columns = REGRESSION_COLUMNS
         else:
-            columns = tuple(c for c in _columns("classification", pd.DataFrame()) if f"{c[0]}_mean" in rows)
-            if f"{CALIBRATED_COLUMN[0]}_mean" in rows and rows[f"{CALIBRATED_COLUMN[0]}_mean"].notna().any():
-                at = [c[0] for c in columns].index("test_subject_accuracy") + 1
-                columns = columns[:at] + (CALIBRATED_COLUMN,) + columns[at:]
+            columns = _with_optional(
+                tuple(c for c in SUMMARY_COLUMNS if f"{c[0]}_mean" in rows),
+                lambda c, rows=rows: f"{c[0]}_mean" in rows and bool(rows[f"{c[0]}_mean"].notna().any()),
+            )
         parts.append(_markdown_rows(rows, columns, digits))
     return "\n".join(parts)
 
