@@ -35,12 +35,29 @@ class GroupData:
     subjects: pd.DataFrame
 
 
-def _cam(roi: np.ndarray, fa: np.ndarray, old: bool, rng: np.random.Generator, block: int) -> np.ndarray:
+def _bumps(shape: tuple, rng: np.random.Generator, n: int, sigma: float, amplitude: float) -> np.ndarray:
+    """A smooth field: ``n`` Gaussian bumps at random places with N(0, amplitude) heights."""
+    idx = np.indices(shape).reshape(3, -1).T
+    field = np.zeros(len(idx))
+    for _ in range(n):
+        centre = rng.uniform(0.25, 0.75, 3) * np.asarray(shape)
+        field += rng.normal(0, amplitude) * np.exp(-np.sum((idx - centre) ** 2, axis=1) / (2 * sigma**2))
+    return field.reshape(shape)
+
+
+def _cam(
+    roi: np.ndarray, fa: np.ndarray, old: bool, rng: np.random.Generator, block: int, old_gain: float = 1.0,
+    background: float = 0.0,
+) -> np.ndarray:  # fmt: skip
     shape = np.asarray(fa.shape)
     idx = np.indices(fa.shape).reshape(3, -1).T
     centre = np.argwhere(roi).mean(0)
     blob = np.exp(-np.sum((idx - centre) ** 2, axis=1) / (2 * 2.0**2)).reshape(fa.shape)
     cam = 0.2 + (1.0 * blob if old else 0.0) + 0.05 * rng.standard_normal(fa.shape)
+    if background:  # each subject's own smooth pattern, as real CAMs differ from head to head
+        cam = cam + 0.8 + _bumps(fa.shape, rng, 8, 3.0, background)
+    if old:  # a larger "old" score scales an old subject's whole map
+        cam = old_gain * cam
     known = np.zeros(fa.shape, bool)
     lo = (shape - block) // 2
     known[lo[0] : lo[0] + block, lo[1] : lo[1] + block, lo[2] : lo[2] + block] = True
@@ -48,9 +65,14 @@ def _cam(roi: np.ndarray, fa: np.ndarray, old: bool, rng: np.random.Generator, b
 
 
 def write_run(
-    run: Path, dataset: Path, test: list[dict], train: list[dict], groups: dict | None = None, labels=None
-) -> Path:
-    """A run folder: its datalist, and a CAM summary and volume for every ``test`` entry."""
+    run: Path, dataset: Path, test: list[dict], train: list[dict], groups: dict | None = None, labels=None,
+    old_gain: float = 1.0, background: float = 0.0,
+) -> Path:  # fmt: skip
+    """A run folder: its datalist, and a CAM summary and volume for every ``test`` entry.
+
+    ``old_gain`` multiplies an old subject's whole CAM (a global confidence offset); ``background``
+    adds a base of 0.8 and a smooth per-subject pattern of that amplitude to every CAM.
+    """
     gt = dataset / "derivatives" / "ground_truth"
     run.mkdir(parents=True, exist_ok=True)
     datalist = {
@@ -67,7 +89,7 @@ def write_run(
         fa_img = nib.load(gt / f"{sid}_fa.nii.gz")
         roi = np.asarray(nib.load(gt / f"{sid}_roi.nii.gz").dataobj) > 0
         rng = np.random.default_rng(int(sid))
-        cam = _cam(roi, np.asarray(fa_img.dataobj), e["group"] == "old", rng, block=14)
+        cam = _cam(roi, np.asarray(fa_img.dataobj), e["group"] == "old", rng, 14, old_gain, background)
         save_nifti_like(cam, fa_img, run / "cam" / sid / "dwi_cam.nii.gz", "CAM raw, class old")
         rows.append(
             {"split": "test", "subject": sid, "acquisition": "dwi", "group": e["group"],

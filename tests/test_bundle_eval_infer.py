@@ -166,6 +166,25 @@ def test_data_randomisation_against_a_run_on_permuted_labels(inferred, tiny_data
     assert {p["subject"] for p in check["per_acquisition"]} == _test_subjects(out)
 
 
+def test_evaluate_reports_calls_calibrated_on_the_validation_subjects_beside_the_uncalibrated(evaluated):
+    out, proc = evaluated
+    assert proc.returncode == 0, output_of(proc)[-4000:]
+    metrics = json.loads((out / "metrics" / "test_metrics.json").read_text())
+    fit = json.loads((out / "metrics" / "calibration.json").read_text())
+    assert fit["method"] == "threshold" and metrics["calibration"] == fit
+    validation = {e["subject"] for e in json.loads((out / "datalist.json").read_text())["validation"]}
+    fitted = pd.read_csv(out / "metrics" / "validation_subject_predictions.csv", dtype={"subject": str})
+    assert set(fitted["subject"]) == validation and fit["n_validation_subjects"] == len(validation)
+    table = pd.read_csv(out / "metrics" / "test_subject_predictions.csv", dtype={"subject": str})
+    # the calibrated call is the validation threshold applied to the uncalibrated subject probability
+    assert (table["calibrated_predicted"] == (table["prob_old"] > fit["threshold"]).astype(int)).all()
+    assert metrics["calibrated_subject_accuracy"] == pytest.approx(float(table["calibrated_correct"].mean()))
+    # the uncalibrated accuracy stays as it was, beside the calibrated one
+    assert metrics["subject_accuracy"] == pytest.approx(float(table["correct"].mean()))
+    page = (out / "report.html").read_text()
+    assert "Accuracy, calibrated on the validation subjects (threshold)" in page
+
+
 def test_evaluate_and_inference_end_with_the_run_report(evaluated, inferred):
     """Both runs write ``report.html`` at their end; after inference it holds the CAM viewer of every
     test subject (evaluating ran first, so inference rewrote the page with what exists then)."""

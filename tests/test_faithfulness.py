@@ -200,6 +200,9 @@ def test_bad_settings_are_refused_before_any_work(planted, tmp_path):
     with pytest.raises(ConfigError, match="cam_class"):
         run_faithfulness(prepared, net, tmp_path, eval_chain, cam_class="elderly")
     assert run_faithfulness(prepared, net, tmp_path, eval_chain, enabled=False) is None
+    # no class probability to follow: a regressor's output, maps of every class or one-vs-rest
+    assert run_faithfulness(prepared, net, tmp_path, eval_chain, task="regression") is None
+    assert run_faithfulness(prepared, net, tmp_path, eval_chain, cam_class="each_vs_rest") is None
     assert not list(tmp_path.iterdir())
 
 

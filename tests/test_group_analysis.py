@@ -124,6 +124,7 @@ def test_the_report_reads_what_the_group_analysis_writes(result, tmp_path):
     first = text.split("Atlas regions")[1].split("<tbody><tr>")[1].split("</tr>")[0]
     assert "effect_region" in first  # sorted by p_value: the planted region first
     assert f"registration flagged (flagged): {flagged}" in text
+    assert "CAM scaling: zscore (each subject&#x27;s CAM z-scored" in text  # what the CAM values are
 
 
 def test_a_label_shuffled_cohort_gives_no_significant_label(result, data, tmp_path):
@@ -321,3 +322,74 @@ def test_cohort_keys_acquisitions_and_refuses_a_subject_held_out_twice(data, tmp
     s.to_csv(other_class / "cam" / "summary.csv", index=False)
     with pytest.raises(ConfigError, match="different classes"):
         collect_cohort([data.runs[0], other_class])
+
+
+# --- per-subject CAM scaling: "where", not "how confident" ------------------------------------------
+
+
+def test_zscore_scaling_finds_the_planted_region_where_a_global_gain_makes_raw_cams_differ_everywhere(
+    result, data, tmp_path
+):
+    """Old subjects' CAMs carry the planted region AND a 3x gain of the whole map (a larger "old" score)
+    over a per-subject smooth background: raw, every label with CAM values differs; z-scored per
+    subject, only the planted region does."""
+    runs = []
+    for k, run in enumerate(data.runs):
+        dl = json.loads((run / "datalist.json").read_text())
+        runs.append(write_run(tmp_path / f"gain{k}", data.dataset, dl["test"], dl["training"], old_gain=3.0,
+                              background=0.3))  # fmt: skip
+    regions, summaries = {}, {}
+    for scale in ("raw", "zscore"):
+        out = tmp_path / scale
+        shutil.copytree(result.out_dir / "transforms", out / "transforms")
+        res = run_group_analysis(
+            runs, out, template=data.template, atlas=data.atlas, atlas_labels=data.atlas_labels,
+            permutations=PERMS, seed=0, cam_scale=scale, figure=False, progress=False,
+        )  # fmt: skip
+        assert res.qc["transform_reused"].all()
+        regions[scale] = pd.read_csv(out / "regions.csv").set_index("label")
+        summaries[scale] = json.loads((out / "group.json").read_text())
+        assert summaries[scale]["cam_scale"] == scale
+    with_cam = regions["raw"]["difference"].notna()
+    assert with_cam.sum() == 10  # every label but the ventricles holds CAM values
+    raw, z = regions["raw"][with_cam], regions["zscore"][with_cam]
+    assert (raw["p_value"] < 0.05).all() and (raw["difference"] > 1.5).all()  # the gain, everywhere
+    assert z.loc[EFFECT, "rank"] == 1 and z.loc[EFFECT, "p_value"] < 0.05 and z.loc[EFFECT, "t"] > 5
+    others = z.drop(index=EFFECT)
+    assert (others["p_value"] > 0.5).all() and (others["t"].abs() < 2).all()
+    assert (z["difference"].drop(index=EFFECT).abs() < 0.5).all()
+    # the raw mean over the brain records the gain: about 3x in the old group
+    qc = pd.read_csv(tmp_path / "zscore" / "registration_qc.csv")
+    means = qc.groupby("group")["cam_mean"].mean()
+    assert 2.5 < means["old"] / means["young"] < 3.5
+    fa_raw, fa_z = regions["raw"]["fa_p_value"], regions["zscore"]["fa_p_value"]
+    pd.testing.assert_series_equal(fa_raw, fa_z)  # FA is never scaled
+
+
+def test_scale_cam_zscores_the_known_brain_voxels_and_leaves_the_rest(tmp_path):
+    from hcp_cam.errors import ConfigError, InputError
+    from hcp_cam.group.cam_scale import scale_cam
+
+    rng = np.random.default_rng(0)
+    cam = (5.0 + 2.0 * rng.standard_normal((6, 6, 6))).astype(np.float32)
+    cam[0] = np.nan  # unknown
+    inside = np.zeros(cam.shape, bool)
+    inside[:, 1:5] = True
+    z, mean, sd = scale_cam(cam, inside, "zscore")
+    values = cam[inside & np.isfinite(cam)]
+    assert mean == pytest.approx(values.mean(), rel=1e-6) and sd == pytest.approx(values.std(), rel=1e-5)
+    known = inside & np.isfinite(cam)
+    assert abs(z[known].mean()) < 1e-5 and z[known].std() == pytest.approx(1.0, abs=1e-5)
+    assert np.isnan(z[0]).all()
+    np.testing.assert_allclose(z[1:, 0], (cam[1:, 0] - mean) / sd, rtol=1e-5)  # the same map, scaled
+    again, *_ = scale_cam(7.0 * cam + 3.0, inside, "zscore")  # a gain and an offset cancel
+    np.testing.assert_allclose(again[known], z[known], atol=1e-4)
+    raw, *_ = scale_cam(cam, inside, "raw")
+    np.testing.assert_array_equal(raw, cam)
+    empty, m, _ = scale_cam(np.full(cam.shape, np.nan), inside)
+    assert np.isnan(empty).all() and np.isnan(m)
+    with pytest.raises(InputError, match="constant .* cannot be z-scored") as err:
+        scale_cam(np.ones(cam.shape), inside, source=tmp_path / "s1_cam.nii.gz")
+    assert str(err.value).startswith(str(tmp_path / "s1_cam.nii.gz"))
+    with pytest.raises(ConfigError, match="cam_scale must be one of zscore, raw"):
+        scale_cam(cam, inside, "percent")

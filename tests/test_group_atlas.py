@@ -9,6 +9,7 @@ import pytest
 from hcp_cam.cli import build_parser
 from hcp_cam.errors import InputError
 from hcp_cam.group import Atlas, load_atlas, read_label_table
+from hcp_cam.group.cam_scale import CAM_SCALES
 from hcp_cam.group.registration import DEFORMABLE, METRICS
 from hcp_cam.group.tables import cluster_table, label_means, region_table
 
@@ -114,3 +115,4 @@ def test_the_cli_writes_out_the_registration_choices():
     actions = {a.dest: a for a in sub.choices["group"]._actions}
     assert tuple(actions["metric"].choices) == METRICS
     assert tuple(actions["deformable"].choices) == DEFORMABLE
+    assert tuple(actions["cam_scale"].choices) == CAM_SCALES and actions["cam_scale"].default == CAM_SCALES[0]

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from bundle_helpers import INFERENCE, TINY_SHAPE, TRAIN, TinyData, output_of, run_bundle, tree_snapshot
 
+from hcp_cam.errors import ConfigError
 from hcp_cam.group import bundle_step, check_bundle_step
 from hcp_cam.synth import generate_dataset
 
@@ -65,6 +66,7 @@ def test_the_bundle_writes_group_maps_from_out_of_fold_cams(folds):
     effect = regions.loc["effect_region"]
     assert effect["mean_fa_old"] < effect["mean_fa_young"] and effect["fa_p_value"] < 0.05
     assert summary["cam_tested_voxels"] > 0
+    assert summary["cam_scale"] == "zscore"  # inference.json's group_cam_scale reached the analysis
     for f in (
         "group_difference_cam_t.nii.gz",
         "group_old_mean_fa.nii.gz",
@@ -110,3 +112,6 @@ def test_a_label_shuffled_cohort_gives_no_label_below_005(folds, tmp_path):
     assert res.qc["transform_reused"].all()
     assert (res.regions["p_value"] >= 0.05).all() and (res.regions["fa_p_value"] >= 0.05).all()
     assert bundle_step("false", runs, tmp_path / "off") is None and not (tmp_path / "off").exists()
+    with pytest.raises(ConfigError, match="cam_scale must be one of zscore, raw; got 'percent'"):
+        check_bundle_step("true", runs, tmp_path / "bad", **{**options, "cam_scale": "percent"})
+    assert not (tmp_path / "bad").exists()

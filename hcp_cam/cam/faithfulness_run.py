@@ -204,6 +204,7 @@ def run_faithfulness(
     noise_std: float = 0.01,
     seed: int = 0,
     batch_size: int = 64,
+    task: str = "classification",
 ) -> pd.DataFrame | None:
     """Faithfulness of the maps of every acquisition of the held-out subjects, as files (module doc).
 
@@ -212,9 +213,17 @@ def run_faithfulness(
     false (the bundle's ``cam_faithfulness``).
 
     Returns:
-        the ``faithfulness.csv`` table, or ``None`` when disabled.
+        the ``faithfulness.csv`` table, or ``None`` when disabled, for a regression run (``task``) or
+        for maps other than one class's or the two-class difference (``each``, ``*_vs_rest``): the
+        curves follow one class's subject-level probability, and those maps have none.
     """
     if not enabled:
+        return None
+    multi = isinstance(cam_class, str) and (cam_class == "each" or cam_class.endswith("_vs_rest"))
+    if str(task).strip().lower() == "regression" or multi:
+        logger.info(
+            "faithfulness: not computed for task %r with cam_class %r (one class's map only)", task, cam_class
+        )
         return None
     if cam_slices not in CAM_SLICES:
         raise ConfigError(f"cam_slices must be one of {CAM_SLICES}, got {cam_slices!r}")

@@ -20,6 +20,7 @@ hooks registered on the network; the formulas here are theirs, checked per sampl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -31,10 +32,18 @@ from monai.inferers import Inferer
 
 from hcp_cam.errors import ConfigError
 
-__all__ = ["CAMInferer", "CAMOutput", "METHODS", "has_cam_head", "upsample_maps"]
+__all__ = ["CAMInferer", "CAMOutput", "METHODS", "has_cam_head", "one_vs_rest", "upsample_maps"]
 
 METHODS = ("cam", "gradcam", "gradcampp")
 _LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
+_VS_REST = re.compile(r"^vs_rest:(\d+)$")
+
+
+def one_vs_rest(class_index: int) -> str:
+    """The ``class_idx`` of the one-vs-rest map of a class: ``M_c - mean_{c' != c} M_c'``, whose
+    classifier row is ``w_c - mean_{c' != c} w_c'`` (for two classes, ``"difference"``)."""
+    return f"vs_rest:{int(class_index)}"
+
 
 ClassIdx = None | str | int | Sequence[int] | torch.Tensor
 
@@ -104,7 +113,9 @@ class CAMInferer(Inferer):
         class_idx: which class each map is for. ``None`` (or ``"predicted"``): each sample's
             predicted class; an ``int``: that class for every sample; a sequence or ``(B,)`` tensor:
             one class per sample; ``"all"``: one map per class; ``"difference"``: class 1 minus
-            class 0 of a two-class network (``w_1 - w_0``, the map that drives the decision).
+            class 0 of a two-class network (``w_1 - w_0``, the map that drives the decision);
+            ``"vs_rest:c"`` (:func:`one_vs_rest`): class ``c`` minus the mean of the others. A
+            one-output network (a regressor) has one "class", 0: its map is that of the output.
         upsample: resize the maps to the input's spatial size.
         mode: interpolation mode, ``"auto"`` = bilinear (2D) or trilinear (3D), ``align_corners=False``.
 
@@ -291,9 +302,10 @@ def _find_module(network: nn.Module, name: str) -> nn.Module:
 
 
 def _check_keyword(spec: ClassIdx) -> None:
-    if isinstance(spec, str) and spec not in ("predicted", "all", "difference"):
+    if isinstance(spec, str) and spec not in ("predicted", "all", "difference") and not _VS_REST.match(spec):
         raise ConfigError(
-            f"class_idx must be None, 'predicted', 'all', 'difference', an int or per-sample ints; got {spec!r}"
+            "class_idx must be None, 'predicted', 'all', 'difference', 'vs_rest:<class>', an int or per-sample "
+            f"ints; got {spec!r}"
         )
 
 
@@ -311,6 +323,12 @@ def _coefficients(spec: ClassIdx, logits: torch.Tensor) -> tuple[torch.Tensor, t
     elif isinstance(spec, str) and spec == "all":
         targets = torch.arange(c, device=device).expand(b, c).clone()
         return eye.expand(b, c, c).clone(), targets
+    elif isinstance(spec, str) and (m := _VS_REST.match(spec)):
+        k = int(m[1])
+        if c < 2 or not 0 <= k < c:
+            raise ConfigError(f"class_idx {spec!r} needs a class 0..{c - 1} of a network with 2+ classes")
+        row = eye[k] - (1.0 - eye[k]) / (c - 1)  # w_k minus the mean of the other rows
+        return row.expand(b, 1, c).clone(), torch.full((b,), k, dtype=torch.long, device=device)
     elif isinstance(spec, str):  # "difference"
         if c != 2:
             raise ConfigError(f"class_idx='difference' needs a two-class network, this one has {c} classes")

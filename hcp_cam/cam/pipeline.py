@@ -9,12 +9,18 @@ Per acquisition, under ``<output_dir>/cam/<subject>/``:
 - ``<acquisition>_overlay.png``: three orthogonal planes through the peak.
 Plus ``<output_dir>/cam/summary.csv``, ``randomisation_check.json`` (model-randomisation sanity
 check on the first acquisition) and, with ground truth, ``localization.csv``/``.md``.
+
+A regressor's map is that of its one output (positive: pushes the predicted age up); its rows carry
+``predicted_age`` in years instead of class probabilities. ``cam_class`` ``each`` (or
+``each_vs_rest``) writes one complete CAM output per class (or per one-vs-rest map) into
+``<output_dir>/cam_<class>/`` (``cam_<class>_vs_rest/``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +34,7 @@ from monai.data import MetaTensor
 from tqdm import tqdm
 
 from hcp_cam.cam.bbox import EmptyCAMWarning, bounding_box, box_to_world
-from hcp_cam.cam.inferer import CAMInferer
+from hcp_cam.cam.inferer import CAMInferer, one_vs_rest
 from hcp_cam.cam.nifti import normalise01, write_cam_nifti
 from hcp_cam.cam.sanity import randomisation_check_volume
 from hcp_cam.cam.volume import COVERAGE_MODES, cam_volume
@@ -39,6 +45,7 @@ from hcp_cam.transforms.slicing import trained_slices
 
 __all__ = [
     "resolve_cam_class",
+    "cam_classes",
     "cam_for_volume",
     "run_cam_inference",
     "CAM_SLICES",
@@ -50,9 +57,20 @@ CAM_SLICES = ("trained", "all")
 
 
 def resolve_cam_class(cam_class: str | int | None, labels: Sequence[str]) -> int | str | None:
-    """A class name, index, ``"predicted"``/``None`` or ``"difference"`` -> what the inferer takes."""
+    """A class name, index, ``"predicted"``/``None``, ``"difference"`` or ``"<name>_vs_rest"`` -> what
+    the inferer takes."""
     if cam_class is None or cam_class == "predicted":
         return None
+    if isinstance(cam_class, str) and re.fullmatch(r"vs_rest:\d+", cam_class):  # one_vs_rest(i) itself
+        return one_vs_rest(int(cam_class.split(":")[1]))
+    if (
+        isinstance(cam_class, str)
+        and cam_class.endswith("_vs_rest")
+        and cam_class[: -len("_vs_rest")] in labels
+    ):
+        if len(labels) < 2:
+            raise ConfigError(f"cam_class {cam_class!r} needs two or more classes, got {list(labels)}")
+        return one_vs_rest(list(labels).index(cam_class[: -len("_vs_rest")]))
     if cam_class == "difference":
         if len(labels) != 2:
             raise ConfigError(f"cam_class 'difference' needs two classes, got {list(labels)}")
@@ -65,8 +83,21 @@ def resolve_cam_class(cam_class: str | int | None, labels: Sequence[str]) -> int
     if cam_class in labels:
         return list(labels).index(cam_class)
     raise ConfigError(
-        f"unknown cam_class {cam_class!r}; use one of {list(labels)}, an index, 'predicted' or 'difference'"
+        f"unknown cam_class {cam_class!r}; use one of {list(labels)}, an index, 'predicted', 'difference', "
+        "'<class>_vs_rest', 'each' or 'each_vs_rest'"
     )
+
+
+def cam_classes(cam_class: str | int | None, labels: Sequence[str]) -> list[tuple[str, Any]] | None:
+    """For ``each`` / ``each_vs_rest``: ``[(folder, class_idx), ...]``, one per class (``cam_<name>``
+    or ``cam_<name>_vs_rest``); ``None`` for a single map (:func:`resolve_cam_class`)."""
+    if cam_class == "each":
+        return [(f"cam_{name}", i) for i, name in enumerate(labels)]
+    if cam_class == "each_vs_rest":
+        if len(labels) < 2:
+            raise ConfigError(f"cam_class 'each_vs_rest' needs two or more classes, got {list(labels)}")
+        return [(f"cam_{name}_vs_rest", one_vs_rest(i)) for i, name in enumerate(labels)]
+    return None
 
 
 def _class_name(class_idx: Any, labels: Sequence[str]) -> str:
@@ -74,6 +105,8 @@ def _class_name(class_idx: Any, labels: Sequence[str]) -> str:
         return labels[class_idx]
     if class_idx == "difference":
         return f"{labels[1]} minus {labels[0]}"
+    if isinstance(class_idx, str) and class_idx.startswith("vs_rest:"):
+        return f"{labels[int(class_idx.split(':')[1])]} vs rest"
     return "predicted"
 
 
@@ -92,6 +125,7 @@ def cam_for_volume(
     figure: bool = True,
     batch_size: int = 64,
     coverage: str = "all",
+    target: Any = None,
     title: str | None = None,
 ) -> dict[str, Any]:
     """CAM of one FA map, written as ``<out_prefix>_cam.nii.gz``, ``_cam01.nii.gz``, ``_bbox.json``
@@ -99,8 +133,10 @@ def cam_for_volume(
     ``trained_selection=(selection, k)`` restricts the maps of a 2D network to the slices it was
     trained on (:func:`~hcp_cam.transforms.slicing.trained_slices` of this volume's mask; the rest
     is unknown); ``None`` computes every slice with brain. ``coverage`` says which voxels the fused
-    map knows (:func:`~hcp_cam.cam.volume.cam_volume`). ``title`` heads the figure (default: the
-    prefix's folder and name).
+    map knows (:func:`~hcp_cam.cam.volume.cam_volume`). ``target`` (a regressor's
+    :class:`~hcp_cam.training.tasks.TargetScale`) turns the mean output over the computed slices into
+    the row's ``predicted_age``, in years, instead of class probabilities. ``title`` heads the figure
+    (default: the prefix's folder and name).
 
     Raises:
         InputError: unreadable FA/mask, mask grid differs from the FA, empty mask.
@@ -150,11 +186,17 @@ def cam_for_volume(
     write_cam_nifti(cam01, fa_img, f"{prefix}_cam01.nii.gz", kind="normalised", class_name=name)
     peak = [int(i) for i in np.unravel_index(int(np.argmax(np.where(known, fused, -np.inf))), fused.shape)]
     _, min_mm, max_mm = box_to_world(box, fa_img.affine, edges=True)
+    if target is not None:  # a regressor: its one output in years, no probabilities
+        prediction = {"predicted_age": float(target.to_years(float(logits[0])))}
+    else:
+        prediction = {
+            "predicted": labels[int(prob.argmax())],
+            **{f"prob_{lab}": float(p) for lab, p in zip(labels, prob, strict=True)},
+        }
     row: dict[str, Any] = {
         "fa": str(fa_path),
         "cam_class": name,
-        "predicted": labels[int(prob.argmax())],
-        **{f"prob_{lab}": float(p) for lab, p in zip(labels, prob, strict=True)},
+        **prediction,
         "peak_voxel": peak,
         "peak_mm": nib.affines.apply_affine(fa_img.affine, peak).round(3).tolist(),
         "box": box.to_dict(),
@@ -215,6 +257,9 @@ def run_cam_inference(
     batch_size: int = 64,
     randomisation_check: bool = True,
     coverage: str = "all",
+    task: str = "classification",
+    target: Any = None,
+    cam_dir_name: str = "cam",
 ) -> pd.DataFrame:
     """CAM volumes for every acquisition of ``split`` (``"all"`` for every split).
 
@@ -227,6 +272,10 @@ def run_cam_inference(
     ``<output_dir>/cam/randomisation_check.json`` for the first acquisition (of the test split
     when it is mapped; :func:`randomisation_check_volume`).
 
+    ``task="regression"`` maps the network's one output (``cam_class`` is then unused) and reports
+    ``predicted_age`` with ``target`` (the run's target scale). ``cam_class`` ``each``/``each_vs_rest``
+    runs this once per class into ``<output_dir>/cam_<class>[_vs_rest]/`` and returns the rows of all.
+
     Returns:
         one row per acquisition (also written to ``<output_dir>/cam/summary.csv``); with
         ground truth (``roi_dir`` holding ``<subject>_roi.nii.gz``) the localization scores are
@@ -237,10 +286,26 @@ def run_cam_inference(
     if coverage not in COVERAGE_MODES:
         raise ConfigError(f"cam_coverage must be one of {COVERAGE_MODES}, got {coverage!r}")
     labels = prepared.labels
-    class_idx = resolve_cam_class(cam_class, labels)
+    regression = str(task).strip().lower() == "regression"
+    many = None if regression else cam_classes(cam_class, labels)
+    if many is not None:
+        common = dict(
+            split=split, method=method, target_layer=target_layer, cam_slices=cam_slices, fraction=fraction,
+            roi_dir=roi_dir, figures=figures, batch_size=batch_size, randomisation_check=randomisation_check,
+            coverage=coverage, task=task, target=target,
+        )  # fmt: skip
+        tables = [
+            run_cam_inference(
+                prepared, network, output_dir, eval_transform, cam_class=idx, cam_dir_name=folder, **common
+            ).assign(cam_dir=folder)
+            for folder, idx in many
+        ]
+        return pd.concat(tables, ignore_index=True)
+    # a regressor has one output, the age: its map is that of output 0 whatever cam_class says
+    class_idx = 0 if regression else resolve_cam_class(cam_class, labels)
     inferer = CAMInferer(method=method, target_layer=target_layer)
     splits = ("training", "validation", "test") if split == "all" else (split,)
-    cam_dir = Path(output_dir) / "cam"
+    cam_dir = Path(output_dir) / cam_dir_name
     rows = []
     todo = [(s, e) for s in splits for e in prepared.entries[s]]
     for s, e in tqdm(todo, desc="CAM volumes", unit="acq", disable=None):
@@ -255,16 +320,12 @@ def run_cam_inference(
             e["fa"], e.get("mask_abs"), network, inferer, eval_transform,
             cam_dir / e["subject"] / e["acquisition"], labels, class_idx=class_idx, trained_selection=trained,
             fraction=fraction, roi_path=roi, figure=figures, batch_size=batch_size, coverage=coverage,
+            target=target if regression else None,
         )  # fmt: skip
-        rows.append(
-            {
-                "split": s,
-                "subject": e["subject"],
-                "acquisition": e["acquisition"],
-                "group": e.get("group"),
-                **row,
-            }
-        )
+        ids = {"split": s, "subject": e["subject"], "acquisition": e["acquisition"], "group": e.get("group")}
+        if regression:
+            ids["age"] = e.get("age")
+        rows.append({**ids, **row})
     table = pd.json_normalize(rows)
     with atomic_path(cam_dir / "summary.csv") as tmp:
         table.to_csv(tmp, index=False)
@@ -295,7 +356,16 @@ def _write_localization(table: pd.DataFrame, cam_dir: Path, labels: Sequence[str
     """Per-acquisition scores (CSV) and their mean per group (Markdown)."""
     ids = [
         c
-        for c in ("split", "subject", "acquisition", "group", "cam_class", "predicted")
+        for c in (
+            "split",
+            "subject",
+            "acquisition",
+            "group",
+            "age",
+            "cam_class",
+            "predicted",
+            "predicted_age",
+        )
         if c in table.columns
     ]
     scores = [f"localization.{k}" for k in _SCORES if f"localization.{k}" in table.columns]

@@ -134,6 +134,19 @@ def load_labels(run_dir: PathLike, num_classes: int | None = None) -> list[str]:
     return labels
 
 
+def _target_scale(run_dir: PathLike) -> Any:
+    """A regression run's target scale (``target_scale`` of its ``datalist.json``), for ages in years."""
+    from hcp_cam.training.tasks import TargetScale
+
+    path = Path(run_dir) / "datalist.json"
+    try:
+        return TargetScale(**json.loads(path.read_text())["target_scale"])
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ConfigError(
+            f"{path}: a regression run needs its target_scale (mean and SD of the ages) ({e})"
+        ) from e
+
+
 def load_trained_network(
     checkpoint: PathLike, cfg: Mapping[str, Any], device: str | torch.device = "cpu"
 ) -> torch.nn.Module:
@@ -286,8 +299,10 @@ def cam_single(
         raise ConfigError(f"threshold must be a fraction of the maximum in (0, 1], got {threshold}")
     # the network and its weights first: a wrong checkpoint costs no tensor fit
     cfg, cfg_path = load_run_config(checkpoint, config)
-    labels = load_labels(cfg_path.parent, cfg.get("num_classes"))
+    regression = cfg.get("task") == "regression"  # one output, the age: num_classes is unused
+    labels = load_labels(cfg_path.parent, None if regression else cfg.get("num_classes"))
     cfg = {**cfg, "num_classes": len(labels)}
+    target = _target_scale(cfg_path.parent) if regression else None
     class_idx = resolve_cam_class(cam_class, labels)
     inferer = CAMInferer(method=method, target_layer=layer)
     dev = resolve_device(device)
@@ -358,7 +373,7 @@ def cam_single(
         row = cam_for_volume(
             tmp["_fa.nii.gz"] if is_dwi else fa_path, mask, network, inferer, eval_transform, tmp_prefix, labels,
             class_idx=class_idx, trained_selection=trained, fraction=float(threshold), roi_path=roi, figure=figure,
-            coverage=coverage, title=f"{prefix.parent.name} {prefix.name}",
+            coverage=coverage, title=f"{prefix.parent.name} {prefix.name}", target=target,
         )  # fmt: skip
         row.update(
             fa=str(fa_path), input=str(input_path), checkpoint=str(checkpoint), config=str(cfg_path), method=method,
@@ -373,8 +388,11 @@ def cam_single(
 
 def summary_line(row: Mapping[str, Any]) -> str:
     """One line: predicted class and probability, the CAM's class, peak and box in mm."""
-    pred = row["predicted"]
-    prob = row.get(f"prob_{pred}", float("nan"))
+    if "predicted_age" in row:  # a regressor
+        head = f"predicted age {row['predicted_age']:.1f} y"
+    else:
+        pred = row["predicted"]
+        head = f"predicted {pred} (p={row.get(f'prob_{pred}', float('nan')):.3f})"
     peak = ", ".join(f"{v:.1f}" for v in row["peak_mm"])
     if row["box"]["empty"]:
         box = "box empty (the CAM has no positive value)"
@@ -383,6 +401,6 @@ def summary_line(row: Mapping[str, Any]) -> str:
         hi = ", ".join(f"{v:.1f}" for v in row["box_max_mm"])
         box = f"box ({lo}) to ({hi}) mm at {row['threshold_fraction']:.0%} of max"
     return (
-        f"{row['input']}: predicted {pred} (p={prob:.3f}); CAM of {row['cam_class']} ({row['method']}); "
+        f"{row['input']}: {head}; CAM of {row['cam_class']} ({row['method']}); "
         f"peak ({peak}) mm; {box}; -> {row['outputs']['_cam.nii.gz']}"
     )

@@ -19,6 +19,7 @@ from hcp_cam.errors import ConfigError
 # (tests/test_group_cli.py checks they match)
 METRICS = ("correlation", "mattes")
 DEFORMABLE = ("bspline", "demons")
+CAM_SCALES = ("zscore", "raw")  # hcp_cam.group.cam_scale.CAM_SCALES
 
 
 __all__ = ["register", "run"]
@@ -73,6 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="negative control: permute the group labels across subjects with SEED",
     )  # fmt: skip
     p.add_argument(
+        "--cam-scale", choices=CAM_SCALES, default="zscore",
+        help="per-subject CAM scaling before the statistics: zscore (default; each CAM minus its mean over "
+        "its known brain voxels, divided by its sd: where the groups differ) or raw (a larger class score "
+        "scales a whole map: how confident)",
+    )  # fmt: skip
+    p.add_argument(
         "--sampling", type=float, default=1.0, help="share of voxels the metric samples (default 1)"
     )
     p.add_argument(
@@ -100,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
         permutations=args.permutations, seed=args.seed, shard=args.shard, deformable=args.deformable,
         metric=args.metric, template_iterations=args.template_iterations, qc_threshold=args.qc_threshold,
         alpha=args.alpha, min_coverage=args.min_coverage, shuffle_groups=args.shuffle_groups,
-        template_only=args.template_only, sampling=args.sampling, figure=not args.no_figure,
+        template_only=args.template_only, sampling=args.sampling, cam_scale=args.cam_scale,
+        figure=not args.no_figure,
         progress=not args.no_progress,
     )  # fmt: skip
     s = result.summary
@@ -115,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         peak = s["cam_difference_peak"]
         where = f" ({peak['label_name']})" if peak.get("label_name") else ""
         print(
-            f"hcp-cam group: {counts} subjects; CAM difference peak at {peak['mm']} mm{where}, FWE p {peak['p_fwe']:.3g}"
+            f"hcp-cam group: {counts} subjects; CAM ({s['cam_scale']}) difference peak at {peak['mm']} mm{where}, FWE p {peak['p_fwe']:.3g}"
         )
         if "top_region" in s:
             t = s["top_region"]

@@ -7,6 +7,7 @@ Example::
     hcp-cam synth data/bench --subjects 1 --hcp-size      # 145x174x145 at 1.25 mm, 18 b0 + 3x90
     hcp-cam synth data/bids --subjects 8 --layout bids --sessions 2   # raw BIDS, inherited dwi.bval/.bvec
     hcp-cam synth data/study --subjects 8 --layout qsiprep            # data/study/derivatives/qsiprep
+    hcp-cam synth data/age --subjects 40 --age-effect graded   # ages 8-75, effect growing with age
     hcp-cam synth data/moved --subjects 24 --misalign    # heads rotated/shifted; template and atlas
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 from hcp_cam.errors import ConfigError
 from hcp_cam.synth import DEFAULT_SHAPE, DEFAULT_VOXEL_SIZE, LAYOUTS, generate_dataset
 from hcp_cam.synth.bids import BIDS_LAYOUTS, generate_bids_dataset
+from hcp_cam.synth.graded import AGE_EFFECTS, DEFAULT_AGE_RANGE
 
 __all__ = ["register"]
 
@@ -128,6 +130,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overwrite", action="store_true", help="write into a non-empty folder that is no synth output"
     )
+    p.add_argument(
+        "--age-effect",
+        choices=AGE_EFFECTS,
+        default="groups",
+        help="groups: young without the effect, old with it (default); graded: ages spread over "
+        "--age-range, the effect growing with age (for regression and 3+ groups)",
+    )
+    p.add_argument(
+        "--age-range",
+        type=float,
+        nargs=2,
+        default=list(DEFAULT_AGE_RANGE),
+        metavar=("LOW", "HIGH"),
+        help="years of the graded mode (default 8 75)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -154,6 +171,8 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
         "jitter": args.jitter,
         "overwrite": args.overwrite,
         "progress": not args.no_progress,
+        "age_effect": args.age_effect,
+        "age_range": tuple(args.age_range),
         "misalign": args.misalign,
         "max_rotation_deg": args.max_rotation,
         "max_shift_mm": args.max_shift,
@@ -164,15 +183,35 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     options = resolve_options(args)
     if args.layout in BIDS_LAYOUTS:
+        if args.age_effect != "groups":
+            raise ConfigError(
+                f"--age-effect {args.age_effect} is written in the HCP layouts ({', '.join(LAYOUTS)}), "
+                f"not in --layout {args.layout}"
+            )
         if args.misalign or args.atlas:
             raise ConfigError(
                 f"--misalign and --atlas write the HCP layouts (minimal, unprocessed), not --layout {args.layout}"
             )
-        for key in ("n_runs", "misalign", "max_rotation_deg", "max_shift_mm", "atlas"):
+        for key in (
+            "n_runs",
+            "age_effect",
+            "age_range",
+            "misalign",
+            "max_rotation_deg",
+            "max_shift_mm",
+            "atlas",
+        ):
             del options[key]
         ds = generate_bids_dataset(**options, n_sessions=args.sessions)
     else:
         ds = generate_dataset(**options)
+    if args.age_effect == "graded":
+        ages = ds.participants["age"]
+        print(
+            f"hcp-cam synth: wrote {len(ds.subjects)} subjects (ages {ages.min()}-{ages.max()}, graded effect, "
+            f"{ds.layout} layout) to {ds.root}; ground truth in {ds.manifest.parent}"
+        )
+        return 0
     groups = ds.participants["group"].value_counts().to_dict()
     print(
         f"hcp-cam synth: wrote {len(ds.subjects)} subjects ({groups.get('young', 0)} young, "

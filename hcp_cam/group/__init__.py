@@ -3,14 +3,16 @@ permutation tests, atlas tables, quality control.
 
 ``run_group_analysis(run_dirs, out_dir, ...)`` is what ``hcp-cam group`` and the bundle's
 ``group_analysis`` step run; the modules hold its parts: ``runs`` (the cohort from bundle run
-folders), ``template``, ``registration``, ``warping``, ``permutation``, ``atlas``, ``tables``,
-``outputs`` (the maps and tables of one call, all or none), ``figures``, ``subject_space``
+folders), ``template``, ``registration``, ``warping``, ``cam_scale`` (each subject's CAM z-scored, or
+raw, before the tests), ``permutation``, ``atlas``, ``tables``, ``outputs`` (the maps and tables of
+one call, all or none), ``figures``, ``subject_space``
 (template-space maps back to a subject's grid) and ``bundle`` (the bundle's step).
 """
 
 from hcp_cam.group.analysis import GroupResult, array_digest, check_inputs, parse_shard, run_group_analysis
 from hcp_cam.group.atlas import Atlas, load_atlas, read_label_table
 from hcp_cam.group.bundle import bundle_step, check_bundle_step
+from hcp_cam.group.cam_scale import CAM_SCALES, scale_cam
 from hcp_cam.group.images import array_from_sitk, to_sitk
 from hcp_cam.group.permutation import PermutationResult, permutation_test
 from hcp_cam.group.registration import Registration, RegistrationSettings, register
@@ -21,6 +23,7 @@ from hcp_cam.group.warping import inverse_transform, known_cam_voxels, resample
 
 __all__ = [
     "Atlas",
+    "CAM_SCALES",
     "Cohort",
     "GroupResult",
     "PermutationResult",
@@ -44,6 +47,7 @@ __all__ = [
     "register",
     "resample",
     "run_group_analysis",
+    "scale_cam",
     "to_sitk",
     "to_subject",
 ]

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from hcp_cam.errors import ConfigError, InputError
 from hcp_cam.group.atlas import Atlas, load_atlas
+from hcp_cam.group.cam_scale import check_cam_scale
 from hcp_cam.group.images import check_rigid_affine, file_digest, to_sitk
 from hcp_cam.group.outputs import GroupResult, write_outputs
 from hcp_cam.group.registration import RegistrationSettings, cached_registration
@@ -160,6 +161,7 @@ def check_inputs(
     alpha: float = 0.05,
     min_coverage: float = 0.5,
     sampling: float = 1.0,
+    cam_scale: str = "zscore",
 ) -> tuple[RegistrationSettings, tuple[int, int] | None, nib.Nifti1Image | None, Atlas | None]:
     """Everything :func:`run_group_analysis` checks before it reads the runs (same arguments).
 
@@ -170,6 +172,7 @@ def check_inputs(
         InputError, ConfigError: a bad option, template or atlas; nothing is written.
     """
     _check_options(permutations, alpha, qc_threshold, min_coverage)
+    check_cam_scale(cam_scale)
     shard_t = parse_shard(shard)
     settings = RegistrationSettings(metric=metric, deformable=deformable, sampling=sampling, seed=int(seed))
     out = Path(out_dir)
@@ -207,6 +210,7 @@ def run_group_analysis(
     shuffle_groups: int | None = None,
     template_only: bool = False,
     sampling: float = 1.0,
+    cam_scale: str = "zscore",
     figure: bool = True,
     progress: bool = True,
 ) -> GroupResult:
@@ -246,7 +250,7 @@ def run_group_analysis(
     out = Path(out_dir)
     settings, shard_t, _, atlas_obj = check_inputs(
         out, template, atlas, atlas_labels, permutations, seed, shard, deformable, metric, qc_threshold,
-        alpha, min_coverage, sampling,
+        alpha, min_coverage, sampling, cam_scale,
     )  # fmt: skip
     cohort = collect_cohort(run_dirs)
     groups = _subject_groups(cohort, shuffle_groups)
@@ -326,5 +330,5 @@ def run_group_analysis(
         )  # fmt: skip
     return write_outputs(
         out, cohort, groups, tmpl_img, tmpl_record, atlas_obj, warped, qc, settings, permutations, seed,
-        alpha, min_coverage, qc_threshold, shuffle_groups, figure, cache_files, progress,
+        alpha, min_coverage, qc_threshold, shuffle_groups, figure, cache_files, progress, cam_scale,
     )  # fmt: skip

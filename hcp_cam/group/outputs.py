@@ -21,6 +21,7 @@ import pandas as pd
 
 from hcp_cam.errors import InputError
 from hcp_cam.group.atlas import Atlas
+from hcp_cam.group.cam_scale import scale_cam
 from hcp_cam.group.permutation import permutation_test
 from hcp_cam.group.registration import RegistrationSettings
 from hcp_cam.group.runs import Cohort
@@ -28,7 +29,13 @@ from hcp_cam.group.tables import cluster_table, region_table
 from hcp_cam.group.template import template_mask
 from hcp_cam.io import atomic_path, save_nifti_like, write_json_atomic
 
-__all__ = ["GroupResult", "Stage", "previous_outputs", "write_outputs"]
+__all__ = ["CAM_UNITS", "GroupResult", "Stage", "previous_outputs", "write_outputs"]
+
+CAM_UNITS = {
+    "zscore": "each subject's CAM z-scored over its known voxels inside the template's brain: where a "
+    "subject's map stands out within its own brain, a global gain or offset removed",
+    "raw": "the CAM as the network wrote it (a larger class score scales a subject's whole map)",
+}
 
 
 @dataclasses.dataclass
@@ -93,16 +100,28 @@ def write_outputs(
     out: Path, cohort: Cohort, groups: dict[str, str], tmpl_img: nib.Nifti1Image, tmpl_record: dict,
     atlas: Atlas | None, warped: dict, qc: pd.DataFrame, settings: RegistrationSettings, permutations: int,
     seed: int, alpha: float, min_coverage: float, qc_threshold: float, shuffle_groups: int | None,
-    figure: bool, cache_files: list[str], progress: bool,
+    figure: bool, cache_files: list[str], progress: bool, cam_scale: str = "zscore",
 ) -> GroupResult:  # fmt: skip
     tmpl = np.asarray(tmpl_img.dataobj, dtype=np.float32)
     brain = template_mask(tmpl)
     subjects = sorted({m.subject for m in cohort.maps})
     keys_of = {s: [m.key for m in cohort.maps if m.subject == s] for s in subjects}
+    # Each acquisition's CAM scaled on the template grid, over its known voxels inside the template's
+    # brain: the domain the tests and the atlas see, the same anatomy for every subject (native brain
+    # masks and the known slab differ in extent from head to head). The scaling is affine in the values
+    # and the CAM warp is normalised interpolation, so scaling before or after warping gives the same
+    # values on a voxel; only the domain of the mean and sd differs, and this one is comparable.
+    scaled, cam_stats = {}, {}
+    for m in cohort.maps:
+        values, mean, sd = scale_cam(warped[m.key][1], brain, cam_scale, m.cam)
+        scaled[m.key], cam_stats[m.key] = values, (mean, sd)
+    qc = qc.assign(  # the raw CAM's mean and sd over that domain: the global shift, per subject
+        cam_mean=[cam_stats[k][0] for k in qc["key"]], cam_sd=[cam_stats[k][1] for k in qc["key"]]
+    )
     # one map per subject (the mean of its acquisitions): subjects, not acquisitions, are exchangeable
     with np.errstate(invalid="ignore"), _quiet():
         fa = np.stack([np.nanmean(np.stack([warped[k][0] for k in keys_of[s]]), 0) for s in subjects])
-        cam = np.stack([np.nanmean(np.stack([warped[k][1] for k in keys_of[s]]), 0) for s in subjects])
+        cam = np.stack([np.nanmean(np.stack([scaled[k] for k in keys_of[s]]), 0) for s in subjects])
     fa[:, ~brain] = np.nan
     cam[:, ~brain] = np.nan
     labels = cohort.labels
@@ -125,13 +144,14 @@ def write_outputs(
             )
         summary: dict[str, Any] = {}
         tests = {}
+        scale_note = {"cam": "" if cam_scale == "raw" else f" ({cam_scale} per subject)", "fa": ""}
         for name, data in (("cam", cam), ("fa", fa)):
             for k, g in enumerate(labels):
                 with np.errstate(invalid="ignore"), _quiet():
                     save(
                         np.nanmean(data[gidx == k], 0),
                         f"group_{g}_mean_{name}.nii.gz",
-                        f"mean {name} of group {g}",
+                        f"mean {name}{scale_note[name]} of group {g}",
                     )
             flat = data[sel].reshape(int(sel.sum()), -1)
             n1 = np.isfinite(flat[binary == 1]).sum(0)
@@ -198,7 +218,8 @@ def write_outputs(
         summary.update(
             {
                 "runs": [str(r) for r in cohort.runs], "labels": labels, "groups": cohort.groups,
-                "difference": f"{last} minus {first}", "cam_class": cohort.cam_class,
+                "difference": f"{last} minus {first}", "cam_class": cohort.cam_class, "cam_scale": cam_scale,
+                "cam_units": CAM_UNITS[cam_scale],
                 "subjects": {g: [s for s in subjects if groups[s] == g] for g in labels},
                 "left_out": cohort.left_out, "shuffle_groups": shuffle_groups, "template": tmpl_record,
                 "registration": settings.to_dict(), "permutations": int(permutations), "seed": int(seed),

@@ -7,7 +7,8 @@ Reads the names ``hcp-cam group`` writes (all optional but the template):
   ``group_difference_fa.nii.gz``: later group minus earlier group;
 - ``group_<group>_mean_cam.nii.gz`` (and ``_mean_fa``) per group;
 - ``regions.csv`` (atlas table), ``clusters.csv``, ``registration_qc.csv``, ``group_overview.png``;
-- any ``*.json`` at the top level is shown under provenance (the recorded settings).
+- any ``*.json`` at the top level is shown under provenance (the recorded settings); ``group.json``'s
+  ``cam_scale`` (how each subject's CAM was scaled before the tests) is said above the maps.
 
 A map whose grid differs from the template's is left out of the viewer with a note. NaN in a map
 (``hcp-cam group``'s unknown or untested voxels) is shown as 0.
@@ -188,11 +189,22 @@ def _qc(root: Path) -> str:
     return notes(warn) + f"<h3>Registration quality</h3><div class='wide'>{frame_table(df)}</div>"
 
 
+def _cam_scale_note(root: Path) -> list[str]:
+    """What the CAM maps' values are (``group.json``'s ``cam_scale``), when the record says."""
+    record = root / "group.json"
+    info = read_json(record) if record.is_file() else {}
+    scale = info.get("cam_scale")
+    if not scale:
+        return []
+    units = info.get("cam_units")
+    return [f"CAM scaling: {scale}" + (f" ({units})" if units else "")]
+
+
 def group_sections(root: str | os.PathLike, element_id: str = "nv") -> tuple[list[Section], list[Scene]]:
     """The group output's sections (maps with the viewer, atlas and cluster tables, registration QC)."""
     root = Path(root)
     scenes, scene_notes = group_scenes(root)
-    body = notes(scene_notes, cls="note")
+    body = notes(_cam_scale_note(root) + scene_notes, cls="note")
     overview = root / GROUP_FILES["overview"]
     if overview.is_file():
         body += figure(

@@ -23,10 +23,12 @@ from ignite.engine import Engine, Events
 
 from hcp_cam.io import atomic_path, write_json_atomic
 from hcp_cam.reports.plots import image_grid, plot_pr_roc_confusion, plot_training_curves
+from hcp_cam.training.calibration import apply_calibration, balanced_accuracy, subject_scores
 from hcp_cam.training.handlers import SliceCollector
 from hcp_cam.training.metrics import (
     aggregate_by_subject,
     constant_prediction_warning,
+    per_class_metrics,
     subject_and_slice_metrics,
 )
 
@@ -108,12 +110,25 @@ class TestReportHandler:
     Files under ``output_dir``: ``metrics/test_metrics.json``, ``metrics/test_subject_predictions.csv``,
     ``metrics/test_slice_predictions.csv``, ``figures/test_pr.png``, ``test_roc.png``,
     ``test_confusion.png`` (names from :func:`hcp_cam.reports.plots.plot_pr_roc_confusion`).
+
+    With ``calibration`` (a :class:`~hcp_cam.reports.calibration.ValidationFit` run on the validation
+    subjects first) of two classes, the calibrated subject calls go beside the uncalibrated ones:
+    ``calibrated_subject_accuracy``, ``calibrated_balanced_accuracy`` and the fit (``calibration``)
+    in the metrics, ``calibrated_predicted``/``calibrated_correct`` columns in the subject table.
+    With more than two classes the metrics add ``per_class`` (precision, recall, F1, one-vs-rest AUC).
     """
 
-    def __init__(self, output_dir: str | os.PathLike, labels: Sequence[str], prefix: str = "test"):
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        labels: Sequence[str],
+        prefix: str = "test",
+        calibration: Any = None,
+    ):
         self.output_dir = Path(output_dir)
         self.labels = list(labels)
         self.prefix = prefix
+        self.calibration = calibration
         self.collector = SliceCollector()
 
     def attach(self, engine: Engine) -> None:
@@ -125,6 +140,12 @@ class TestReportHandler:
         subjects, y, prob = self.collector.arrays()
         metrics = subject_and_slice_metrics(subjects, y, prob)
         metrics["labels"] = self.labels
+        if prob.shape[1] > 2:
+            _, y_c, p_c = aggregate_by_subject(subjects, y, prob)
+            metrics["per_class"] = per_class_metrics(y_c, p_c, self.labels)
+        calibrated = self._calibrated(subjects, y, prob)
+        if calibrated is not None:
+            metrics.update(calibrated[0])
         metrics_dir = self.output_dir / "metrics"
         write_json_atomic(metrics, metrics_dir / f"{self.prefix}_metrics.json")
         c = self.collector
@@ -143,6 +164,9 @@ class TestReportHandler:
         subj_df["predicted"] = prob_s.argmax(1)
         subj_df["predicted_group"] = [self.labels[i] for i in subj_df["predicted"]]
         subj_df["correct"] = subj_df["predicted"] == subj_df["label"]
+        if calibrated is not None:
+            subj_df["calibrated_predicted"] = calibrated[1]
+            subj_df["calibrated_correct"] = subj_df["calibrated_predicted"] == subj_df["label"]
         with atomic_path(metrics_dir / f"{self.prefix}_subject_predictions.csv") as tmp:
             subj_df.to_csv(tmp, index=False)
         score = prob_s[:, 1] if prob_s.shape[1] == 2 else prob_s
@@ -161,9 +185,34 @@ class TestReportHandler:
             metrics["roc_auc"],
             metrics["n_subjects"],
         )
+        if calibrated is not None:
+            logger.info(
+                "%s: calibrated on the validation subjects (%s): subject accuracy %.3f, balanced accuracy %.3f",
+                self.prefix,
+                metrics["calibration"]["method"],
+                metrics["calibrated_subject_accuracy"],
+                metrics["calibrated_balanced_accuracy"],
+            )
         warning = constant_prediction_warning(metrics)
         if warning:
             logger.warning("%s: %s", self.prefix, warning)
+
+    def _calibrated(
+        self, subjects: list[str], y: np.ndarray, prob: np.ndarray
+    ) -> tuple[dict, np.ndarray] | None:
+        """``(metrics, calls per subject)`` with the validation fit applied, or ``None`` without one."""
+        fit = getattr(self.calibration, "result", None)
+        if not fit or fit.get("method", "none") == "none" or prob.shape[1] != 2:
+            return None
+        _, y_s, p_s, z_s = subject_scores(subjects, y, prob, np.concatenate(self.collector.logits))
+        calls, _ = apply_calibration(fit, p_s, z_s)
+        metrics = {
+            "calibrated_subject_accuracy": float((calls == y_s).mean()),
+            "calibrated_balanced_accuracy": balanced_accuracy(y_s, calls),
+            "calibrated_constant_predictions": bool(np.unique(calls).size == 1),
+            "calibration": dict(fit),
+        }
+        return metrics, calls
 
 
 class ImageGridHandler:

@@ -27,6 +27,8 @@ __all__ = ["new_figure", "save_figure", "plot_training_curves", "plot_pr_roc_con
 
 HISTORY_COLUMNS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 OPTIONAL_COLUMNS = ("val_subject_accuracy", "val_roc_auc")
+# a regression run's history (task regression): MAE in years instead of accuracy
+REGRESSION_COLUMNS = ("train_mae", "val_mae", "val_subject_mae", "val_mean_age_baseline")
 
 
 def _read_history(history: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
@@ -81,7 +83,9 @@ def plot_training_curves(history: pd.DataFrame | str | os.PathLike, out_dir: str
 
     Returns:
         ``[curves.png, accuracy.png, loss.png]``: four panels (training accuracy, validation
-        accuracy, training loss, validation loss), then training and validation together.
+        accuracy, training loss, validation loss), then training and validation together. A
+        regression history (``train_mae``, ``val_mae``, ``val_subject_mae``, ``val_mean_age_baseline``)
+        gives MAE panels in years instead, and ``mae.png`` instead of ``accuracy.png``.
 
     Raises:
         InputError: the CSV is missing or unreadable, or has no ``epoch`` column or none of the
@@ -91,10 +95,12 @@ def plot_training_curves(history: pd.DataFrame | str | os.PathLike, out_dir: str
     where = history if not isinstance(history, pd.DataFrame) else None
     if "epoch" not in df:
         raise InputError(f"training history has no 'epoch' column (columns: {list(df.columns)})", where)
-    if not any(_series(df, c) is not None for c in HISTORY_COLUMNS + OPTIONAL_COLUMNS):
+    if not any(_series(df, c) is not None for c in HISTORY_COLUMNS + OPTIONAL_COLUMNS + REGRESSION_COLUMNS):
         raise InputError(f"training history holds none of the columns {HISTORY_COLUMNS}", where)
     out_dir = Path(out_dir)
     val_acc = ("val_accuracy",) + OPTIONAL_COLUMNS
+    if any(_series(df, c) is not None for c in REGRESSION_COLUMNS):
+        return _regression_curves(df, out_dir)
 
     fig = new_figure(10, 7.5)
     axes = fig.subplots(2, 2)
@@ -107,6 +113,28 @@ def plot_training_curves(history: pd.DataFrame | str | os.PathLike, out_dir: str
 
     for name, columns, ylabel in (
         ("accuracy", ("train_accuracy",) + val_acc, "accuracy / AUC"),
+        ("loss", ("train_loss", "val_loss"), "loss"),
+    ):
+        fig = new_figure(6, 4.5)
+        _plot_columns(fig.add_subplot(), df, columns, ylabel, f"{name}: training and validation")
+        fig.tight_layout()
+        paths.append(save_figure(fig, out_dir / f"{name}.png"))
+    return paths
+
+
+def _regression_curves(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """The curves of a regression history: MAE (years) and loss, as in :func:`plot_training_curves`."""
+    val_mae = ("val_mae", "val_subject_mae", "val_mean_age_baseline")
+    fig = new_figure(10, 7.5)
+    axes = fig.subplots(2, 2)
+    _plot_columns(axes[0, 0], df, ("train_mae",), "MAE (years)", "training MAE (slices)")
+    _plot_columns(axes[0, 1], df, val_mae, "MAE (years)", "validation MAE (slices, subjects, baseline)")
+    _plot_columns(axes[1, 0], df, ("train_loss",), "loss", "training loss")
+    _plot_columns(axes[1, 1], df, ("val_loss",), "loss", "validation loss")
+    fig.tight_layout()
+    paths = [save_figure(fig, out_dir / "curves.png")]
+    for name, columns, ylabel in (
+        ("mae", ("train_mae",) + val_mae, "MAE (years)"),
         ("loss", ("train_loss", "val_loss"), "loss"),
     ):
         fig = new_figure(6, 4.5)

@@ -36,6 +36,14 @@ from hcp_cam.reports.html import (
 )
 from hcp_cam.reports.html import table as html_table
 from hcp_cam.reports.run_folder import RunFolder, read_csv, read_run_folder
+from hcp_cam.reports.run_report_tasks import (
+    calibrated_rows,
+    is_regression_run,
+    prediction_columns,
+    regression_metrics_body,
+    regression_summary,
+    regression_warnings,
+)
 from hcp_cam.reports.run_scenes import run_scenes
 from hcp_cam.reports.sections import provenance_section
 from hcp_cam.reports.viewer import viewer_html, viewer_scripts
@@ -80,6 +88,9 @@ def _layout(run: RunFolder) -> str:
 def _warnings(run: RunFolder) -> list[str]:
     out = []
     m = run.metrics or {}
+    if is_regression_run(run.config, m):
+        out += regression_warnings(m) if m else []
+        m = {}  # the classification checks below do not apply
     w = constant_prediction_warning(m) if m else None
     if w:
         out.append(w)
@@ -131,7 +142,11 @@ def summary_section(run: RunFolder) -> Section:
         ("Training", f"{c.get('epochs', '?')} epochs, batch {c.get('batch_size', '?')}, learning rate {c.get('learning_rate', '?')}, pipeline {c.get('data_pipeline', '?')}"),
         ("Split", f"by subject; seed {c.get('seed', '?')}, fold {c.get('fold', '?')} of {c.get('num_folds', '?')}, validation {c.get('val_fraction', '?')}, test {c.get('test_fraction', '?')}"),
     ]  # fmt: skip
-    if m:
+    if is_regression_run(c, m):
+        pairs[3] = ("Target", f"age in years (regression); age strata of the split: {rule}")
+        if m:
+            pairs.append(("Test result", regression_summary(m)))
+    elif m:
         pairs.append(
             ("Test result", f"subject accuracy {_num(m.get('subject_accuracy')):.3f} "
              f"(majority baseline {_num(m.get('majority_baseline')):.3f}), subject ROC AUC {_num(m.get('roc_auc')):.3f}, "
@@ -188,8 +203,13 @@ def metrics_section(run: RunFolder) -> Section:
             "test-metrics", "Test metrics",
             '<p class="note">No metrics/test_metrics.json: run the bundle\'s evaluating to score the test subjects.</p>',
         )  # fmt: skip
+    if is_regression_run(run.config, m):
+        return Section(
+            "test-metrics", "Test metrics", regression_metrics_body(m, lambda n: run.file(f"figures/{n}"))
+        )
     m["slice_majority_baseline"] = _slice_baseline(run)
     rows = [[label, _cell(m, s, label), _cell(m, t, label)] for label, s, t in METRIC_ROWS]
+    rows[1:1] = calibrated_rows(m)  # beside the uncalibrated accuracy
     body = html_table(
         ["metric", "subject level", "slice level"],
         rows,
@@ -245,10 +265,9 @@ def subjects_section(run: RunFolder) -> Section:
     subjects = run.test_subjects()
     p = run.predictions
     if p is not None:
-        probs = [c for c in p.columns if c.startswith("prob_")]
-        cols = ["subject", "group", "predicted_group", *probs, "correct"]
+        cols, headers = prediction_columns(p)
         body += html_table(
-            ["subject", "true group", "predicted", *[f"P({c[5:]})" for c in probs], "correct"],
+            headers,
             [[r.get(c) for c in cols] for _, r in p.iterrows()],
             caption="Subject-level predictions (metrics/test_subject_predictions.csv)",
         )
@@ -268,7 +287,7 @@ def subjects_section(run: RunFolder) -> Section:
         ]
         headers += [h for _, h in loc]
         table_rows = [
-            [r["subject"], r.get("acquisition"), r.get("cam_class"), r.get("predicted"), _triple(r.get("peak_mm")), _box_text(r)]
+            [r["subject"], r.get("acquisition"), r.get("cam_class"), r.get("predicted", r.get("predicted_age")), _triple(r.get("peak_mm")), _box_text(r)]
             + [_loc_value(r, k) for k, _ in loc]
             for _, r in rows.iterrows()
         ]  # fmt: skip

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from hcp_cam.errors import ConfigError, InputError
 from hcp_cam.io import atomic_path, save_nifti_like, write_json_atomic
+from hcp_cam.synth.graded import AGE_EFFECTS, DEFAULT_AGE_RANGE, age_fraction, draw_graded_participants
 from hcp_cam.synth.phantom import (
     CSF,
     DEFAULT_ROI_CENTER,
@@ -289,6 +290,8 @@ def generate_dataset(
     roi_radius: float = DEFAULT_ROI_RADIUS,
     overwrite: bool = False,
     progress: bool = True,
+    age_effect: str = "groups",
+    age_range: Sequence[float] = DEFAULT_AGE_RANGE,
     misalign: bool = False,
     max_rotation_deg: float = MAX_ROTATION_DEG,
     max_shift_mm: float = MAX_SHIFT_MM,
@@ -316,6 +319,11 @@ def generate_dataset(
         roi_center, roi_radius: the effect region, normalised brain coordinates.
         overwrite: write into a non-empty folder that is not a synth output.
         progress: show a tqdm bar over subjects.
+        age_effect: ``"groups"`` (young without the effect, old with it: the default) or ``"graded"``
+            (ages spread evenly over ``age_range``, the RD increase ``effect_size * a * f`` growing
+            linearly with the age fraction ``f``; ``participants.csv`` then has ``subject,age`` only:
+            :mod:`hcp_cam.synth.graded`).
+        age_range: ``(low, high)`` years of the graded mode.
         misalign: rotate (up to ``max_rotation_deg``) and shift (up to ``max_shift_mm``) each
             subject's anatomy inside its grid, drawn from the seed; the true movement goes to
             ``<subject>_transform.json`` (see :func:`~hcp_cam.synth.subject.make_subject`). Off by
@@ -336,7 +344,13 @@ def generate_dataset(
         raise ConfigError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if n_runs < 1:
         raise ConfigError(f"n_runs must be >= 1, got {n_runs}")
-    participants = draw_participants(n_subjects, seed)
+    if age_effect not in AGE_EFFECTS:
+        raise ConfigError(f"age_effect must be one of {AGE_EFFECTS}, got {age_effect!r}")
+    graded = age_effect == "graded"
+    if graded:
+        participants = draw_graded_participants(n_subjects, seed, age_range)
+    else:
+        participants = draw_participants(n_subjects, seed)
     schemes = [make_gradient_scheme(n_b0, n_per_shell + r, shells, seed=seed, twist=r) for r in range(n_runs)]
     if layout == "minimal":
         schemes = schemes[:1]
@@ -352,10 +366,12 @@ def generate_dataset(
     effects: dict[str, float] = {}
     rows = participants.itertuples(index=False)
     for row in tqdm(rows, total=n_subjects, desc="synth", unit="subject", disable=not progress):
+        graded_kw = {"age_fraction": age_fraction(row.age, age_range)} if graded else {}
         subj = make_subject(
-            row.subject, row.group, shape, voxel_size, seed=[seed, int(row.subject)], effect_size=effect_size, snr=snr,
-            scheme=schemes[0], oblique_deg=oblique_deg, jitter=jitter, roi_center=roi_center, roi_radius=roi_radius,
-            misalign=misalign, max_rotation_deg=max_rotation_deg, max_shift_mm=max_shift_mm,
+            row.subject, row.group or "old", shape, voxel_size, seed=[seed, int(row.subject)], effect_size=effect_size,
+            snr=snr, scheme=schemes[0], oblique_deg=oblique_deg, jitter=jitter, roi_center=roi_center,
+            roi_radius=roi_radius, misalign=misalign, max_rotation_deg=max_rotation_deg, max_shift_mm=max_shift_mm,
+            **graded_kw,
         )  # fmt: skip
         effects[row.subject] = subj.phantom.effect
         ref = _reference(shape, subj.affine)
@@ -383,13 +399,16 @@ def generate_dataset(
                 tmp, index=False
             )
     with atomic_path(out / "participants.csv") as tmp:
-        participants.to_csv(tmp, index=False)
+        # the graded mode has no groups: the reader's groups rule makes them from the ages
+        (participants.drop(columns="group") if graded else participants).to_csv(tmp, index=False)
     params = {
         "n_subjects": n_subjects, "seed": seed, "shape": list(shape), "voxel_size": list(voxel_size), "snr": snr,
         "effect_size": effect_size, "layout": layout, "n_b0": n_b0, "n_per_shell": n_per_shell,
         "shells": list(shells), "oblique_deg": oblique_deg, "n_runs": n_runs if layout == "unprocessed" else 1,
         "jitter": jitter, "roi_center": list(roi_center), "roi_radius": roi_radius,
     }  # fmt: skip
+    if graded:  # only then: the default mode's manifest and README stay byte for byte as they were
+        params.update(age_effect=age_effect, age_range=[float(a) for a in age_range])
     if misalign:  # only when on: the default manifest stays as it was
         params.update({"misalign": True, "max_rotation_deg": max_rotation_deg, "max_shift_mm": max_shift_mm})
     if atlas:
@@ -514,9 +533,14 @@ Old subjects have radial diffusivity times (1 + effect_size * a) in the region (
 clipped to [0.5, 1.5]), so their FA is lower there; young subjects have no effect. Tensors are
 cylindrical (axial, radial, radial). bvecs follow FSL (image axes; x flipped only for a
 positive-determinant affine). The same parameters and seed give identical files.
-
-Parameters:
 """
+    if params.get("age_effect") == "graded":
+        text += (
+            "\nGraded mode (age_effect = graded): ages spread over age_range, and every subject has the\n"
+            "effect scaled by its place in that range, RD times (1 + effect_size * a * (age - low) / (high - low)):\n"
+            "FA in the region falls steadily with age. participants.csv has no group column.\n"
+        )
+    text += "\nParameters:\n"
     extra = ""
     if params.get("misalign") or params.get("atlas"):
         extra = """

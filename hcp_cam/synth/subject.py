@@ -142,6 +142,7 @@ def make_subject(
     effect_jitter: float = 0.2,
     roi_center: Sequence[float] = DEFAULT_ROI_CENTER,
     roi_radius: float = DEFAULT_ROI_RADIUS,
+    age_fraction: float | None = None,
     misalign: bool = False,
     max_rotation_deg: float = MAX_ROTATION_DEG,
     max_shift_mm: float = MAX_SHIFT_MM,
@@ -164,6 +165,9 @@ def make_subject(
         effect_jitter: relative standard deviation of the old subjects' effect amplitude.
         roi_center: effect-region centre, normalised coordinates.
         roi_radius: effect-region radius, normalised coordinates.
+        age_fraction: a graded effect instead of a group effect: RD in the region times
+            ``1 + effect_size * a * age_fraction`` (``age_fraction`` in [0, 1], the subject's place in
+            the age range; :mod:`hcp_cam.synth.graded`), whatever ``group`` says (``None``: by group).
         misalign: rotate and shift the anatomy inside the grid (a head lying differently in the
             scanner), by a rigid transform drawn from the seed (:func:`draw_misalignment`); the
             affine stays the same. Off by default (then nothing differs from earlier versions).
@@ -171,16 +175,21 @@ def make_subject(
         max_shift_mm: largest shift of ``misalign``, mm.
 
     Raises:
-        ConfigError: unknown group, negative effect size, non-positive SNR or bad shape.
+        ConfigError: unknown group, negative effect size, non-positive SNR, bad shape, or an
+            ``age_fraction`` outside [0, 1].
     """
     if group not in ("young", "old"):
         raise ConfigError(f"group must be 'young' or 'old', got {group!r}")
+    if age_fraction is not None and not 0.0 <= float(age_fraction) <= 1.0:
+        raise ConfigError(f"age_fraction must be in [0, 1], got {age_fraction}")
     check_subject_params(shape, voxel_size, effect_size, snr)
     words = tuple(seed_words(seed))
     amplitude = float(
         np.clip(np.random.default_rng([*words, 404]).normal(1.0, effect_jitter * jitter), 0.5, 1.5)
     )
     effect = effect_size * amplitude if group == "old" else 0.0
+    if age_fraction is not None:
+        effect = effect_size * amplitude * float(age_fraction)
     affine = make_affine(shape, voxel_size, oblique_deg)
     moved = index_map = direction_map = None
     if misalign:

@@ -7,7 +7,20 @@ used by the reports and the command line) does not pull in MONAI and ignite.
 
 from hcp_cam.lazy import lazy_exports
 
-_SUBMODULES = ("batch_check", "checkpoints", "data", "device", "handlers", "metrics", "run_setup")
+_SUBMODULES = (
+    "batch_check",
+    "calibration",
+    "checkpoints",
+    "data",
+    "device",
+    "handlers",
+    "metrics",
+    "regression",
+    "regression_metrics",
+    "run_setup",
+    "selection",
+    "tasks",
+)
 _NAMES = {
     "AtomicCheckpointSaver": "checkpoints",
     "attach_resume": "checkpoints",

@@ -161,9 +161,10 @@ def attach_saver(saver: Any, trainer: Any) -> Any:
     return saver
 
 
-def attach_early_stopping(evaluator: Any, trainer: Any, patience: int) -> Any:
-    """Stop ``trainer`` when the validation accuracy of ``evaluator`` has not improved for ``patience``
-    epochs; ``patience`` 0 (the default) is off.
+def attach_early_stopping(evaluator: Any, trainer: Any, patience: int, metric: str = "val_accuracy") -> Any:
+    """Stop ``trainer`` when the validation ``metric`` of ``evaluator`` (higher is better; accuracy by
+    default, :func:`hcp_cam.training.selection.early_stop_metric` with another ``best_metric``) has not
+    improved for ``patience`` epochs; ``patience`` 0 (the default) is off.
 
     Returns:
         the attached ``monai.handlers.EarlyStopHandler``, or ``None``.
@@ -175,7 +176,7 @@ def attach_early_stopping(evaluator: Any, trainer: Any, patience: int) -> Any:
 
     handler = EarlyStopHandler(
         patience=patience,
-        score_function=stopping_fn_from_metric("val_accuracy"),
+        score_function=stopping_fn_from_metric(metric),
         trainer=trainer,
         epoch_level=True,
     )

@@ -48,17 +48,30 @@ SPLITS = ("training", "validation", "test")
 
 
 def resolve_dataset_dir(
-    dataset_dir: str | os.PathLike, cache_dir: str | os.PathLike, demo_subjects: int = 16, demo_seed: int = 0
+    dataset_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    demo_subjects: int = 16,
+    demo_seed: int = 0,
+    demo_age_effect: str = "groups",
 ) -> Path:
-    """Return the dataset folder to use; ``"demo"`` makes the synthetic dataset once in ``cache_dir``.
+    """Return the dataset folder to use; ``"demo"`` makes the synthetic dataset once in ``cache_dir``
+    (``demo_age_effect="graded"``: ages spread over 8-75 y with an effect growing with age, for
+    regression and 3+ groups; :mod:`hcp_cam.synth.graded`).
 
     An explicit folder that does not exist is an error: never a silent fall-back to the demo data.
     (Its layout and participants table are checked by :func:`hcp_cam.data.make_datalist`.)
     """
     if str(dataset_dir) == DEMO:
-        target = Path(cache_dir) / f"demo{DEMO_VERSION}_n{demo_subjects}_seed{demo_seed}"
+        from hcp_cam.synth.graded import AGE_EFFECTS
+
+        if demo_age_effect not in AGE_EFFECTS:
+            raise ConfigError(
+                f"demo_age_effect must be one of {', '.join(AGE_EFFECTS)}; got {demo_age_effect!r}"
+            )
+        kind = "" if demo_age_effect == "groups" else f"_{demo_age_effect}"
+        target = Path(cache_dir) / f"demo{DEMO_VERSION}{kind}_n{demo_subjects}_seed{demo_seed}"
         if not (target / "participants.csv").is_file():
-            _generate_demo(target, demo_subjects, demo_seed)
+            _generate_demo(target, demo_subjects, demo_seed, demo_age_effect)
         return target
     path = Path(dataset_dir).expanduser()
     if not path.is_dir():
@@ -68,7 +81,7 @@ def resolve_dataset_dir(
     return path
 
 
-def _generate_demo(target: Path, n_subjects: int, seed: int) -> None:
+def _generate_demo(target: Path, n_subjects: int, seed: int, age_effect: str = "groups") -> None:
     from hcp_cam.synth import generate_dataset
 
     logger.info("generating the synthetic demo dataset (%d subjects) in %s", n_subjects, target)
@@ -76,7 +89,8 @@ def _generate_demo(target: Path, n_subjects: int, seed: int) -> None:
     # generate beside the target and rename, so an interrupted run never leaves half a dataset
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        generate_dataset(tmp / "data", n_subjects=n_subjects, seed=seed)
+        graded = {} if age_effect == "groups" else {"age_effect": age_effect}
+        generate_dataset(tmp / "data", n_subjects=n_subjects, seed=seed, **graded)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp / "data", target)
@@ -94,6 +108,10 @@ class PreparedData:
         entries: per split, the datalist entries plus absolute ``fa`` and ``mask`` paths.
         spatial_dims: 2 for slices, 3 for volumes.
         slices_per_axis, slice_selection: the 2.5D selection (see ``hcp_cam.transforms.Slices25Dd``).
+        task: ``classification`` (``label`` is the group index) or ``regression`` (``label`` is the
+            age in target units, :attr:`target`; ``age`` the years).
+        target: the regression target's :class:`~hcp_cam.training.tasks.TargetScale` (``None`` for
+            classification).
     """
 
     dataset_dir: Path
@@ -102,6 +120,8 @@ class PreparedData:
     spatial_dims: int = 2
     slices_per_axis: int = 16
     slice_selection: str = "centre"
+    task: str = "classification"
+    target: Any = None
     _items: dict[str, list[dict]] = field(default_factory=dict, repr=False)
 
     @property
@@ -136,7 +156,7 @@ class PreparedData:
             item = {
                 "image": MetaTensor(fa, affine=torch.as_tensor(vol.affine)),
                 "mask": MetaTensor(mask, affine=torch.as_tensor(vol.affine)),
-                "label": int(e["label"]),
+                "label": int(e["label"]) if self.target is None else float(self.target.to_target(e["age"])),
                 "subject": str(e["subject"]),
                 "acquisition": str(e["acquisition"]),
             }
@@ -163,6 +183,9 @@ def prepare_data(
     fa_backend: str = "torch",
     demo_subjects: int = 16,
     num_classes: int | None = None,
+    task: str = "classification",
+    standardise_target: bool = True,
+    demo_age_effect: str = "groups",
     dataset_layout: str = "auto",
     participants_file: str | os.PathLike | None = None,
     label_permutation_seed: int | None = None,
@@ -172,7 +195,10 @@ def prepare_data(
     FA maps are cached in ``cache_dir/fa/<dataset key>/<subject>/<acquisition>_fa.nii.gz`` and
     reused across epochs and runs; brain masks computed for raw BIDS lie beside them
     (``<acquisition>_mask.nii.gz``), pybids' index of a BIDS dataset in ``cache_dir/bids-index``.
-    Given FA maps (``dataset_layout`` ``fa``) are used as they are.
+    Given FA maps (``dataset_layout`` ``fa``) are used as they are. ``task="regression"`` splits
+    every subject with an age (:func:`hcp_cam.data.ages.make_regression_datalist`; ``groups`` and
+    ``num_classes`` are then unused) and scales the target by the training subjects' ages
+    (``standardise_target``).
 
     Args:
         dataset_layout: one of :data:`hcp_cam.data.layouts.DATASET_LAYOUTS` (``auto`` detects it).
@@ -181,16 +207,20 @@ def prepare_data(
             after the split (:func:`hcp_cam.data.permutation.permute_labels`): the network of the
             data-randomisation test; ``None``: the true labels.
     """
+    from hcp_cam.training.tasks import check_task
+
+    task = check_task(task)
     if spatial_dims not in (2, 3):
         raise ConfigError(f"spatial_dims must be 2 (slices) or 3 (volumes), got {spatial_dims}")
     # absolute: the FA paths go into cam/summary.csv, read later from other folders (report, group)
     cache_dir = Path(cache_dir).absolute()
     if isinstance(groups, str) and groups.strip().lower() in ("", "null", "none"):
         groups = None  # `--groups null` on the command line
-    root = resolve_dataset_dir(dataset_dir, cache_dir, demo_subjects=demo_subjects, demo_seed=seed)
+    root = resolve_dataset_dir(
+        dataset_dir, cache_dir, demo_subjects=demo_subjects, demo_seed=seed, demo_age_effect=demo_age_effect
+    )
     folds = None if not num_folds or int(num_folds) <= 1 else int(num_folds)
-    datalist = make_datalist(
-        root,
+    split = dict(
         participants=None if participants_file in (None, "", "null", "None") else participants_file,
         layout=dataset_layout,
         index_dir=Path(cache_dir) / "bids-index",
@@ -199,8 +229,13 @@ def prepare_data(
         seed=seed,
         num_folds=folds,
         fold=None if folds is None else int(fold or 0),
-        groups=groups,
     )
+    if task == "regression":
+        return _prepare_regression(
+            root, output_dir, cache_dir, spatial_dims, slices_per_axis, slice_selection, fa_backend,
+            standardise_target, **split,
+        )  # fmt: skip
+    datalist = make_datalist(root, groups=groups, **split)
     if num_classes is not None and len(datalist["labels"]) != int(num_classes):
         raise ConfigError(
             f"the age groups {datalist['labels']} make {len(datalist['labels'])} classes but num_classes is "
@@ -215,13 +250,56 @@ def prepare_data(
             label_permutation_seed,
         )
     write_datalist(datalist, Path(output_dir) / "datalist.json")
+    entries = _fa_entries(root, datalist, cache_dir, fa_backend)
+    return PreparedData(root, datalist, entries, spatial_dims, int(slices_per_axis), slice_selection)
+
+
+def _fa_entries(
+    root: Path, datalist: dict, cache_dir: str | os.PathLike, fa_backend: str
+) -> dict[str, list[dict]]:
+    """The datalist's entries per split with the absolute ``fa`` (computed once, cached) and ``mask_abs``."""
     fa_dir = Path(cache_dir) / "fa" / _dataset_key(root)
     todo = [(s, e) for s in SPLITS for e in datalist[s]]
     entries: dict[str, list[dict]] = {s: [] for s in SPLITS}
     for split, e in tqdm(todo, desc="FA maps", unit="acq", disable=None):
         fa_path, mask, _ = acquisition_maps(entry_acquisition(root, e), fa_dir, backend=fa_backend)
         entries[split].append({**e, "fa": str(fa_path), "mask_abs": None if mask is None else str(mask)})
-    return PreparedData(root, datalist, entries, spatial_dims, int(slices_per_axis), slice_selection)
+    return entries
+
+
+def _prepare_regression(
+    root: Path,
+    output_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    spatial_dims: int,
+    slices_per_axis: int,
+    slice_selection: str,
+    fa_backend: str,
+    standardise_target: bool,
+    **split: Any,
+) -> PreparedData:
+    """:func:`prepare_data` for ``task="regression"``: the datalist of ages and the target scale
+    (``split``: :func:`~hcp_cam.data.ages.make_regression_datalist`'s keywords)."""
+    from hcp_cam.data.ages import make_regression_datalist
+    from hcp_cam.training.run_setup import flag
+    from hcp_cam.training.tasks import target_scale
+
+    datalist = make_regression_datalist(root, **split)
+    train_ages = {e["subject"]: e["age"] for e in datalist["training"]}.values()
+    scale = target_scale(train_ages, standardise=bool(flag(standardise_target, "target_standardise")))
+    datalist["target_scale"] = scale.as_dict()
+    write_datalist(datalist, Path(output_dir) / "datalist.json")
+    entries = _fa_entries(root, datalist, cache_dir, fa_backend)
+    return PreparedData(
+        root,
+        datalist,
+        entries,
+        spatial_dims,
+        int(slices_per_axis),
+        slice_selection,
+        task="regression",
+        target=scale,
+    )
 
 
 def _dataset_key(root: Path) -> str:

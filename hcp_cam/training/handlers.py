@@ -52,6 +52,7 @@ class SliceCollector:
 
     def reset(self) -> None:
         self.prob: list[np.ndarray] = []
+        self.logits: list[np.ndarray] = []
         self.label: list[np.ndarray] = []
         self.subject: list[str] = []
         self.acquisition: list[str] = []
@@ -61,6 +62,7 @@ class SliceCollector:
     def update(self, engine: Engine) -> None:
         pred, label = stack_output(("pred", "label"))(engine.state.output)
         self.prob.append(torch.softmax(pred.detach().float(), dim=1).cpu().numpy())
+        self.logits.append(pred.detach().float().cpu().numpy())  # for calibration (reports.calibration)
         self.label.append(label.cpu().numpy())
         batch = engine.state.batch
         rows = batch if isinstance(batch, list) else _decollate_ids(batch)

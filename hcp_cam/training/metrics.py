@@ -31,6 +31,7 @@ __all__ = [
     "roc_auc",
     "average_precision",
     "confusion_matrix",
+    "per_class_metrics",
     "summarize_folds",
 ]
 
@@ -206,6 +207,38 @@ def classification_metrics(y_true, prob, labels: Sequence[int] | None = None) ->
         "majority_baseline": float(n_true.max() / y.size),
         "n": int(y.size),
     }
+
+
+def per_class_metrics(y_true, prob, labels: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1, one-vs-rest ROC AUC and support of each class (arg-max predictions).
+
+    Args:
+        y_true: ``(N,)`` integer classes.
+        prob: ``(N, C)`` class probabilities.
+        labels: ``C`` class names.
+
+    Returns:
+        ``{name: {"precision", "recall", "f1", "roc_auc", "n"}}`` in class order; AUC NaN for a class
+        absent from ``y_true``; a ratio with a zero denominator counts 0.
+    """
+    p = _as_prob(prob)
+    y = _as_labels(y_true, n=p.shape[0])
+    if len(labels) != p.shape[1]:
+        raise InputError(f"{len(labels)} labels for {p.shape[1]} classes")
+    cm = confusion_matrix(y, p.argmax(axis=1), p.shape[1])
+    out = {}
+    for c, name in enumerate(labels):
+        tp, n_pred, n_true = float(cm[c, c]), float(cm[:, c].sum()), float(cm[c].sum())
+        prec = tp / n_pred if n_pred else 0.0
+        rec = tp / n_true if n_true else 0.0
+        out[str(name)] = {
+            "precision": prec,
+            "recall": rec,
+            "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0,
+            "roc_auc": roc_auc(y == c, p[:, c]) if 0 < n_true < y.size else float("nan"),
+            "n": int(n_true),
+        }
+    return out
 
 
 def aggregate_by_subject(

@@ -59,7 +59,12 @@ RUN_CONFIG_KEYS = (
     "seed",
     "dataset_dir",
     "label_permutation_seed",
+    "task",
+    "demo_age_effect",
 )
+# what a run folder recorded before a key existed is that key's default (a run from before `task`
+# was a classification run, and may be resumed as one)
+_RUN_CONFIG_DEFAULTS = {"task": "classification", "demo_age_effect": "groups"}
 
 
 def default_output_dir(
@@ -297,11 +302,12 @@ def prepare_output_dir(
             previous = json.loads(cfg_file.read_text())
         except json.JSONDecodeError as e:
             raise ConfigError(f"{cfg_file}: unreadable run configuration ({e}); use a new output_dir") from e
+        before, after = {**_RUN_CONFIG_DEFAULTS, **previous}, {**_RUN_CONFIG_DEFAULTS, **record}
         diff = {
-            k: (previous.get(k), record.get(k))
+            k: (before.get(k), after.get(k))
             for k in RUN_CONFIG_KEYS
-            if k in previous or k in record
-            if previous.get(k) != record.get(k)
+            if k in before or k in after
+            if before.get(k) != after.get(k)
         }
         if diff:
             what = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())

@@ -29,7 +29,7 @@ class SliceCache:
 
     Attributes:
         images: ``(N, C, S, S)`` float tensor (the eval chain's output; 0 outside the brain).
-        labels: ``(N,)`` int64 class indices, on the same device.
+        labels: ``(N,)`` int64 class indices (float32 regression targets), on the same device.
         subjects, acquisitions: ``N`` ids per slice (host lists; the subject-level metrics need them).
         axes, indices: ``(N,)`` int64 on the CPU: the slicing axis and the slice index in the volume.
     """
@@ -91,7 +91,7 @@ class SliceCache:
         if len(items) == 0:
             raise ConfigError("the split has no slices to cache: check the datalist and slices_per_axis")
         images: list[torch.Tensor] = []
-        labels: list[int] = []
+        labels: list[int | float] = []
         subjects: list[str] = []
         acquisitions: list[str] = []
         axes: list[int] = []
@@ -107,7 +107,8 @@ class SliceCache:
                     f"{tuple(img.shape)}, the first to {tuple(images[0].shape)}: the transform must give one size"
                 )
             images.append(img)
-            labels.append(int(item["label"]))
+            # a class index, or a regression target (float: hcp_cam.training.tasks)
+            labels.append(item["label"] if isinstance(item["label"], float) else int(item["label"]))
             subjects.append(str(item.get("subject", "")))
             acquisitions.append(str(item.get("acquisition", "")))
             axes.append(int(item.get("axis", -1)))
@@ -115,7 +116,9 @@ class SliceCache:
         dev = torch.device(device)
         cache = cls(
             images=torch.stack(images).to(dev),
-            labels=torch.as_tensor(labels, dtype=torch.long).to(dev),
+            labels=torch.as_tensor(
+                labels, dtype=torch.float32 if isinstance(labels[0], float) else torch.long
+            ).to(dev),
             subjects=subjects,
             acquisitions=acquisitions,
             axes=torch.as_tensor(axes, dtype=torch.long),
