@@ -27,16 +27,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hcp_cam.data.datalist import _entry, _relative
+from hcp_cam.data.datalist import _entry, _relative, check_fold, find_table_and_acquisitions
 from hcp_cam.data.dataset_participants import (
-    find_participants_table,
     normalise_bids_ids,
     participant_metadata,
 )
-from hcp_cam.data.layouts import find_acquisitions, resolve_layout
 from hcp_cam.data.participants import _read_table, match_participants, parse_age
 from hcp_cam.data.splits import SPLITS, kfold_subjects, split_subjects
-from hcp_cam.errors import ConfigError, InputError
+from hcp_cam.errors import InputError
 
 __all__ = [
     "AGE_LABEL",
@@ -183,15 +181,10 @@ def make_regression_datalist(
         ConfigError: ``fold`` without ``num_folds`` or out of range.
     """
     dataset_dir = Path(dataset_dir)
-    if fold is not None and num_folds is None:
-        raise ConfigError("fold is given without num_folds")
-    if num_folds is not None and (fold is None or not 0 <= fold < num_folds):
-        raise ConfigError(f"with num_folds={num_folds}, fold must be one of 0..{num_folds - 1}, got {fold}")
-    resolved = resolve_layout(dataset_dir, layout)  # names only: a wrong folder fails before any index
-    table_path = (
-        Path(participants) if participants is not None else find_participants_table(dataset_dir, resolved)
+    check_fold(fold, num_folds)
+    table_path, resolved, acquisitions = find_table_and_acquisitions(
+        dataset_dir, layout, participants, index_dir
     )
-    resolved, acquisitions = find_acquisitions(dataset_dir, layout, index_dir=index_dir)
     ages = read_ages(table_path, strict=strict)
     # BIDS subjects are sub-<label>: IDs without the prefix are given it, as for a classifier
     bids_ids = resolved in ("bids", "qsiprep") or (

@@ -33,6 +33,8 @@ __all__ = [
     "write_datalist",
     "load_datalist",
     "split_summary",
+    "check_fold",
+    "find_table_and_acquisitions",
 ]
 
 # the keys of an entry that hold paths (relative to the dataset folder)
@@ -109,16 +111,10 @@ def make_datalist(
     """
     dataset_dir = Path(dataset_dir)
     groups = parse_groups(groups)
-    if fold is not None and num_folds is None:
-        raise ConfigError("fold is given without num_folds")
-    if num_folds is not None and (fold is None or not 0 <= fold < num_folds):
-        raise ConfigError(f"with num_folds={num_folds}, fold must be one of 0..{num_folds - 1}, got {fold}")
-
-    resolved = resolve_layout(dataset_dir, layout)  # names only: a wrong folder fails before any index
-    table_path = (
-        Path(participants) if participants is not None else find_participants_table(dataset_dir, resolved)
+    check_fold(fold, num_folds)
+    table_path, resolved, acquisitions = find_table_and_acquisitions(
+        dataset_dir, layout, participants, index_dir
     )
-    resolved, acquisitions = find_acquisitions(dataset_dir, layout, index_dir=index_dir)
     table, bids_ids = read_dataset_participants(table_path, resolved, acquisitions, groups, strict)
     acquisitions, subjects = match_participants(acquisitions, table)
     metadata = participant_metadata(table_path, bids_ids=bids_ids)
@@ -156,6 +152,32 @@ def make_datalist(
         numTest=len(datalist["test"]),
     )
     return datalist
+
+
+def check_fold(fold: int | None, num_folds: int | None) -> None:
+    """Refuse a ``fold`` without ``num_folds`` or outside ``0..num_folds-1`` (:class:`ConfigError`)."""
+    if fold is not None and num_folds is None:
+        raise ConfigError("fold is given without num_folds")
+    if num_folds is not None and (fold is None or not 0 <= fold < num_folds):
+        raise ConfigError(f"with num_folds={num_folds}, fold must be one of 0..{num_folds - 1}, got {fold}")
+
+
+def find_table_and_acquisitions(
+    dataset_dir: Path,
+    layout: str,
+    participants: str | os.PathLike | None,
+    index_dir: str | os.PathLike | None,
+) -> tuple[Path, str, list[Acquisition]]:
+    """The participants table (given, or the layout's), the resolved layout and its acquisitions.
+
+    The layout is resolved from names first, so a wrong folder fails before any (pybids) index.
+    """
+    resolved = resolve_layout(dataset_dir, layout)
+    table_path = (
+        Path(participants) if participants is not None else find_participants_table(dataset_dir, resolved)
+    )
+    resolved, acquisitions = find_acquisitions(dataset_dir, layout, index_dir=index_dir)
+    return table_path, resolved, acquisitions
 
 
 def _entry(acq: Acquisition, row, dataset_dir: Path, metadata: Mapping[str, str] | None) -> dict[str, Any]:

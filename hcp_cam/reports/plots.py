@@ -102,45 +102,41 @@ def plot_training_curves(history: pd.DataFrame | str | os.PathLike, out_dir: str
     if any(_series(df, c) is not None for c in REGRESSION_COLUMNS):
         return _regression_curves(df, out_dir)
 
-    fig = new_figure(10, 7.5)
-    axes = fig.subplots(2, 2)
-    _plot_columns(axes[0, 0], df, ("train_accuracy",), "accuracy", "training accuracy")
-    _plot_columns(axes[0, 1], df, val_acc, "accuracy / AUC", "validation accuracy")
-    _plot_columns(axes[1, 0], df, ("train_loss",), "loss", "training loss")
-    _plot_columns(axes[1, 1], df, ("val_loss",), "loss", "validation loss")
-    fig.tight_layout()
-    paths = [save_figure(fig, out_dir / "curves.png")]
-
-    for name, columns, ylabel in (
-        ("accuracy", ("train_accuracy",) + val_acc, "accuracy / AUC"),
-        ("loss", ("train_loss", "val_loss"), "loss"),
-    ):
-        fig = new_figure(6, 4.5)
-        _plot_columns(fig.add_subplot(), df, columns, ylabel, f"{name}: training and validation")
-        fig.tight_layout()
-        paths.append(save_figure(fig, out_dir / f"{name}.png"))
-    return paths
+    return _curves(df, out_dir, "accuracy", ("train_accuracy",), val_acc, "accuracy / AUC",
+                   ("training accuracy", "validation accuracy"))  # fmt: skip
 
 
 def _regression_curves(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     """The curves of a regression history: MAE (years) and loss, as in :func:`plot_training_curves`."""
     val_mae = ("val_mae", "val_subject_mae", "val_mean_age_baseline")
+    return _curves(df, out_dir, "mae", ("train_mae",), val_mae, "MAE (years)",
+                   ("training MAE (slices)", "validation MAE (slices, subjects, baseline)"))  # fmt: skip
+
+
+def _curves(
+    df: pd.DataFrame,
+    out_dir: Path,
+    name: str,
+    train: tuple[str, ...],
+    val: tuple[str, ...],
+    ylabel: str,
+    titles: tuple[str, str],
+) -> list[Path]:
+    """``curves.png`` (the task's metric and the loss, training and validation apart), then
+    ``<name>.png`` and ``loss.png`` (training and validation together)."""
     fig = new_figure(10, 7.5)
     axes = fig.subplots(2, 2)
-    _plot_columns(axes[0, 0], df, ("train_mae",), "MAE (years)", "training MAE (slices)")
-    _plot_columns(axes[0, 1], df, val_mae, "MAE (years)", "validation MAE (slices, subjects, baseline)")
+    _plot_columns(axes[0, 0], df, train, ylabel, titles[0])
+    _plot_columns(axes[0, 1], df, val, ylabel, titles[1])
     _plot_columns(axes[1, 0], df, ("train_loss",), "loss", "training loss")
     _plot_columns(axes[1, 1], df, ("val_loss",), "loss", "validation loss")
     fig.tight_layout()
     paths = [save_figure(fig, out_dir / "curves.png")]
-    for name, columns, ylabel in (
-        ("mae", ("train_mae",) + val_mae, "MAE (years)"),
-        ("loss", ("train_loss", "val_loss"), "loss"),
-    ):
+    for stem, columns, label in ((name, train + val, ylabel), ("loss", ("train_loss", "val_loss"), "loss")):
         fig = new_figure(6, 4.5)
-        _plot_columns(fig.add_subplot(), df, columns, ylabel, f"{name}: training and validation")
+        _plot_columns(fig.add_subplot(), df, columns, label, f"{stem}: training and validation")
         fig.tight_layout()
-        paths.append(save_figure(fig, out_dir / f"{name}.png"))
+        paths.append(save_figure(fig, out_dir / f"{stem}.png"))
     return paths
 
 
