@@ -37,6 +37,7 @@ from hcp_cam.reports.html import (
 from hcp_cam.reports.html import table as html_table
 from hcp_cam.reports.run_folder import RunFolder, read_csv, read_run_folder
 from hcp_cam.reports.run_report_tasks import (
+    _num,
     calibrated_rows,
     is_regression_run,
     prediction_columns,
@@ -66,13 +67,6 @@ METRIC_ROWS = (
     ("Spread of P(class 1)", "prediction_spread", None),
     ("Number", "n_subjects", "n_slices"),
 )
-
-
-def _num(x: Any) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _layout(run: RunFolder) -> str:
