@@ -20,7 +20,7 @@ for run in "$root"/*_fold*; do
   python -m monai.bundle run inference --config_file "['bundles/cam_dmri/configs/train.json','bundles/cam_dmri/configs/inference.json']" \
     --arch "$arch" --network_width "$width" --image_size "$size" --num_folds 3 --fold "$fold" \
     --output_dir "$out/$name" --ckpt "$run/checkpoints/model.pt" \
-    --cam_coverage any --cam_randomisation_check false
+    --cam_coverage any --cam_randomisation_check false --cam_faithfulness false
   runs+=("$out/$name")
 done
 hcp-cam compare "${runs[@]}" --out "${ABLATION_TABLE:-docs/results_table_coverage_any}"

@@ -41,10 +41,14 @@ for arch in "${archs[@]}"; do
       fi
       randomised=(--data_randomisation_run "$perm")
     fi
-    # every subject mapped (repeatability across folds), faithfulness on the test subjects, data randomisation
-    if [ ! -f "$real/cam/faithfulness.csv" ] || { [ ${#randomised[@]} -gt 0 ] && [ ! -f "$real/cam/data_randomisation.json" ]; }; then
+    # every subject mapped (repeatability across folds), faithfulness on the test subjects, data randomisation;
+    # make_results.sh's inference maps the test subjects only and scores their faithfulness already
+    faithful=true
+    [ -f "$real/cam/faithfulness.csv" ] && faithful=false
+    if ! grep -q '^training,' "$real/cam/summary.csv" 2>/dev/null || [ "$faithful" = true ] \
+        || { [ ${#randomised[@]} -gt 0 ] && [ ! -f "$real/cam/data_randomisation.json" ]; }; then
       python -m monai.bundle run inference --config_file "$infer" "${common[@]}" --output_dir "$real" \
-          --cam_split all "${randomised[@]}"
+          --cam_split all --cam_faithfulness "$faithful" "${randomised[@]}"
     fi
     runs+=("$real")
   done
