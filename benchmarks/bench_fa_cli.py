@@ -48,8 +48,9 @@ AFFINE = np.diag([-1.25, 1.25, 1.25, 1.0])
 # what hcp-cam fa imported before it ran without MONAI (transforms/dwi.py and tensor_fit.py)
 _MONAI_FIRST = (
     "import monai.config, monai.data, monai.transforms, monai.utils, sys\n"
-    "from hcp_cam.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
+    "from hcp_cam.cli import console_main\n"
+    "sys.argv = ['hcp-cam', *sys.argv[1:]]\n"
+    "console_main()\n"
 )
 _LIST_MODULES = (
     "import json, sys\n"

@@ -1,5 +1,3 @@
-import sys
+from hcp_cam.cli import console_main
 
-from hcp_cam.cli import main
-
-sys.exit(main())
+console_main()

@@ -105,4 +105,7 @@ def run(args: argparse.Namespace) -> int:
     )
     for metric, path in paths.items():
         print(f"{metric}: {path}")
+    # every file is in place: the program may skip the interpreter's teardown (hcp_cam.cli.console_main);
+    # not in dataset mode, whose BIDS index (SQLite) is closed by that teardown
+    args.fast_exit = True
     return 0
