@@ -15,6 +15,7 @@ from scipy.stats import spearmanr
 
 from hcp_cam.cam.data_randomisation import data_randomisation_check
 from hcp_cam.cli import main
+from hcp_cam.reports.explanation_sections import faithfulness_section
 
 
 def _copy(run, dest, fold):
@@ -93,6 +94,16 @@ def test_run_page_shows_faithfulness_and_data_randomisation(runs, browser):
         assert page.page.locator('nav a[href="#faithfulness"]').count() == 1
     finally:
         page.page.close()
+
+
+def test_run_without_a_permuted_network_says_the_check_was_not_run(runs):
+    _, b = runs  # fold 1 holds faithfulness but no data_randomisation.json
+    assert not (b / "cam" / "data_randomisation.json").exists()
+    body = faithfulness_section(b).body
+    assert "<h3>Data randomisation</h3>" in body and "Not run for this run" in body
+    assert "--data_randomisation_run" in body
+    a, _ = runs
+    assert "Not run for this run" not in faithfulness_section(a).body
 
 
 def test_compare_page_shows_faithfulness_and_repeatability(runs, browser, tmp_path):

@@ -84,6 +84,12 @@ def faithfulness_section(run_dir: str | os.PathLike) -> Section | None:
             '<h3>Data randomisation</h3><p class="note">The same configuration trained on labels permuted '
             "across subjects, mapped on the same test subjects (Adebayo et al. 2018).</p>" + key_values(pairs)
         )
+    else:  # the heading names it: say that it was not run, and how to run it
+        body += (
+            '<h3>Data randomisation</h3><p class="note">Not run for this run: it trains a second network on '
+            "permuted labels (training with <code>--label_permutation_seed</code>, then this run's inference "
+            "with <code>--data_randomisation_run</code>; <code>docs/make_explanations.sh</code>).</p>"
+        )
     return Section("faithfulness", "Faithfulness and data randomisation", body)
 
 
