@@ -6,16 +6,15 @@ same data in memory (benchmarks, tests). Everything is reproducible from its see
 
 from hcp_cam.synth.dataset import (
     AGE_BANDS,
-    ATLAS_LABELS,
     LAYOUTS,
     MANIFEST,
     SynthAcquisition,
     SynthDataset,
-    atlas_of,
     draw_participants,
     generate_dataset,
-    write_dwi_nifti,
 )
+from hcp_cam.synth.ground_truth import ATLAS_LABELS, atlas_of
+from hcp_cam.synth.nifti_out import write_dwi_nifti
 from hcp_cam.synth.phantom import (
     DEFAULT_ROI_CENTER,
     DEFAULT_ROI_RADIUS,

@@ -38,11 +38,10 @@ from hcp_cam.synth.dataset import (
     SynthAcquisition,
     SynthDataset,
     _check_target,
-    _reference,
     _remove_stale,
     draw_participants,
-    write_dwi_nifti,
 )
+from hcp_cam.synth.nifti_out import reference_image, write_dwi_nifti
 from hcp_cam.synth.phantom import DEFAULT_ROI_CENTER, DEFAULT_ROI_RADIUS, make_affine
 from hcp_cam.synth.signal import make_gradient_scheme
 from hcp_cam.synth.subject import DEFAULT_SHAPE, DEFAULT_VOXEL_SIZE, check_subject_params, make_subject
@@ -176,11 +175,11 @@ def generate_bids_dataset(
             if bvals not in written:  # FSL bvecs depend on det(affine) only: the same for every session
                 scheme.write_fsl(bvals, bvecs, tilted)
             if mask is not None:
-                save_nifti_like(subj.mask, _reference(shape, tilted), mask, "brain mask", np.uint8)
+                save_nifti_like(subj.mask, reference_image(shape, tilted), mask, "brain mask", np.uint8)
             acqs.append(SynthAcquisition(dwi, bvals, bvecs, mask))
             written += [dwi] + [p for p in (bvals, bvecs) if p not in written] + ([mask] if mask else [])
         ds.acquisitions[sid] = acqs
-        ref = _reference(shape, subj.affine)
+        ref = reference_image(shape, subj.affine)
         ds.true_fa[sid] = save_nifti_like(subj.fa, ref, gt_dir / f"{sid}_fa.nii.gz", "true noise-free FA")
         ds.roi[sid] = save_nifti_like(
             subj.roi, ref, gt_dir / f"{sid}_roi.nii.gz", "age-effect region", np.uint8

@@ -17,10 +17,9 @@ a complete synth output (a later run may write over it without ``overwrite``).
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,14 +31,12 @@ from tqdm import tqdm
 from hcp_cam.errors import ConfigError, InputError
 from hcp_cam.io import atomic_path, save_nifti_like, write_json_atomic
 from hcp_cam.synth.graded import AGE_EFFECTS, DEFAULT_AGE_RANGE, age_fraction, draw_graded_participants
+from hcp_cam.synth.ground_truth import ATLAS_LABELS, atlas_of, readme_text, write_transform
+from hcp_cam.synth.nifti_out import reference_image, write_dwi_nifti
 from hcp_cam.synth.phantom import (
-    CSF,
     DEFAULT_ROI_CENTER,
     DEFAULT_ROI_RADIUS,
-    GM,
     TISSUE_PARAMS,
-    WM,
-    Phantom,
     make_phantom,
 )
 from hcp_cam.synth.signal import S0_WHITE_MATTER, GradientScheme, make_gradient_scheme, seed_words
@@ -56,14 +53,11 @@ from hcp_cam.synth.subject import (
 
 __all__ = [
     "AGE_BANDS",
-    "ATLAS_LABELS",
     "LAYOUTS",
     "MANIFEST",
     "SynthAcquisition",
     "SynthDataset",
     "draw_participants",
-    "atlas_of",
-    "write_dwi_nifti",
     "generate_dataset",
 ]
 
@@ -73,21 +67,6 @@ AGE_BANDS: dict[str, tuple[tuple[int, int], ...]] = {
 }
 LAYOUTS = ("minimal", "unprocessed")
 MANIFEST = Path("derivatives") / "ground_truth" / "synth.json"
-_TR_S = 5.52  # HCP's diffusion repetition time, stored as the 4th zoom
-# the label atlas of the average brain (`atlas=True`): index -> name; "left"/"right" are the subject's
-ATLAS_LABELS: dict[int, str] = {
-    1: "effect_region",
-    2: "corpus_callosum",
-    3: "corticospinal_left",
-    4: "corticospinal_right",
-    5: "cingulum_left",
-    6: "cingulum_right",
-    7: "white_matter_left",
-    8: "white_matter_right",
-    9: "cortex_left",
-    10: "cortex_right",
-    11: "ventricles",
-}
 
 
 @dataclass
@@ -160,76 +139,6 @@ def draw_participants(n_subjects: int, seed: int | Sequence[int] = 0) -> pd.Data
             lo, hi = bands[order[k % len(bands)]]
             ages[i] = rng.integers(lo, hi + 1)
     return pd.DataFrame({"subject": [f"{i:06d}" for i in ids], "age": ages, "group": groups})
-
-
-def _header(shape: Sequence[int], affine: np.ndarray, dtype: type | np.dtype) -> nib.Nifti1Header:
-    """A NIfTI header with the affine as sform and qform (code 1, scanner) and mm/s units."""
-    hdr = nib.Nifti1Header()
-    hdr.set_data_shape(tuple(int(s) for s in shape))
-    hdr.set_data_dtype(dtype)
-    hdr.set_sform(affine, code=1)
-    hdr.set_qform(affine, code=1)
-    zooms = np.linalg.norm(affine[:3, :3], axis=0)
-    hdr.set_zooms((*zooms, _TR_S)[: len(shape)])
-    hdr.set_xyzt_units("mm", "sec")
-    return hdr
-
-
-def _reference(shape: Sequence[int], affine: np.ndarray) -> nib.Nifti1Image:
-    """A data-free 3D image whose geometry ``save_nifti_like`` copies."""
-    hdr = _header(shape[:3], affine, np.float32)
-    return nib.Nifti1Image(np.broadcast_to(np.float32(0), tuple(shape[:3])), affine, hdr)
-
-
-def write_dwi_nifti(
-    path: str | os.PathLike,
-    volumes: Iterable[np.ndarray],
-    shape: Sequence[int],
-    n_volumes: int,
-    affine: np.ndarray,
-    dtype: type | np.dtype = np.float32,
-    description: str = "",
-) -> Path:
-    """Stream 3D volumes into a 4D ``.nii.gz`` of shape ``(X, Y, Z, N)``, atomically.
-
-    NIfTI stores the 4th axis slowest, so volume ``k`` is one contiguous block: only one volume is
-    in memory at a time. The gzip stream has no time stamp (same data, same bytes).
-
-    Args:
-        path: output ``.nii.gz``.
-        volumes: ``n_volumes`` arrays of shape ``(X, Y, Z)``; cast to ``dtype`` (ints rounded and
-            clipped to the type's range).
-        shape: ``(X, Y, Z)``.
-        n_volumes: N.
-        affine: ``(4, 4)`` rigid affine, written as sform and qform.
-        dtype: stored type (float32 for preprocessed data, int16 for scanner-like raw data).
-        description: header ``descrip`` (80 bytes at most).
-
-    Raises:
-        InputError: a volume has the wrong shape or there are not exactly ``n_volumes``.
-    """
-    hdr = _header((*shape, n_volumes), affine, dtype)
-    hdr["descrip"] = description[:79].encode()
-    out_dtype = hdr.get_data_dtype()
-    limits = np.iinfo(out_dtype) if np.issubdtype(out_dtype, np.integer) else None
-    count = 0
-    with atomic_path(path) as tmp:
-        with (
-            open(tmp, "wb") as raw,
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0) as gz,
-        ):
-            hdr.write_to(gz)
-            for vol in volumes:
-                vol = np.asarray(vol)
-                if vol.shape != tuple(shape):
-                    raise InputError(f"volume {count} has shape {vol.shape}, expected {tuple(shape)}", path)
-                if limits is not None:
-                    vol = np.clip(np.rint(vol), limits.min, limits.max)
-                gz.write(vol.astype(out_dtype).tobytes(order="F"))
-                count += 1
-        if count != n_volumes:
-            raise InputError(f"got {count} volumes, expected {n_volumes}", path)
-    return Path(path)
 
 
 def _check_target(out: Path, overwrite: bool) -> dict | None:
@@ -374,7 +283,7 @@ def generate_dataset(
             **graded_kw,
         )  # fmt: skip
         effects[row.subject] = subj.phantom.effect
-        ref = _reference(shape, subj.affine)
+        ref = reference_image(shape, subj.affine)
         ds.acquisitions[row.subject] = _write_subject(out, subj, schemes, layout, ref)
         ds.true_fa[row.subject] = save_nifti_like(
             subj.fa, ref, gt_dir / f"{row.subject}_fa.nii.gz", "true noise-free FA", np.float32
@@ -383,10 +292,10 @@ def generate_dataset(
             subj.roi, ref, gt_dir / f"{row.subject}_roi.nii.gz", "age-effect region", np.uint8
         )
         if misalign or atlas:
-            ds.transforms[row.subject] = _write_transform(gt_dir / f"{row.subject}_transform.json", subj)
+            ds.transforms[row.subject] = write_transform(gt_dir / f"{row.subject}_transform.json", subj)
     if atlas:
         average = make_phantom(shape, voxel_size, rng=None, roi_center=roi_center, roi_radius=roi_radius)
-        ref = _reference(shape, subj.affine)
+        ref = reference_image(shape, subj.affine)
         ds.template = save_nifti_like(
             average.fa, ref, gt_dir / "template_fa.nii.gz", "FA of the average brain", np.float32
         )
@@ -415,7 +324,7 @@ def generate_dataset(
         params["atlas"] = True
     readme = gt_dir / "README.txt"
     with atomic_path(readme) as tmp:
-        tmp.write_text(_readme(params))
+        tmp.write_text(readme_text(params))
     written = {str(p.relative_to(out)) for p in _all_paths(ds) + [out / "participants.csv", readme]}
     _remove_stale(out, previous, written)
     manifest = {
@@ -473,83 +382,3 @@ def _all_paths(ds: SynthDataset) -> list[Path]:
         for a in acqs:
             paths += [a.dwi, a.bvals, a.bvecs] + ([a.mask] if a.mask else [])
     return paths
-
-
-def atlas_of(phantom: Phantom, affine: np.ndarray) -> np.ndarray:
-    """The label atlas of a phantom: ``(X, Y, Z)`` uint8 with the indices of :data:`ATLAS_LABELS`.
-
-    The effect region wins over the tissue it lies in; sides follow the world x of each voxel
-    (RAS: x > 0 is the subject's right).
-    """
-    shape = phantom.tissue.shape
-    idx = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), -1).reshape(-1, 3)
-    right = (idx @ affine[:3, :3].T + affine[:3, 3])[:, 0].reshape(shape) > 0
-    tissue, tract = phantom.tissue, phantom.tract
-    out = np.zeros(shape, dtype=np.uint8)
-    named = {v: k for k, v in ATLAS_LABELS.items()}
-    for side, sel in (("left", ~right), ("right", right)):
-        out[(tissue == GM) & sel] = named[f"cortex_{side}"]
-        out[(tissue == WM) & (tract == 0) & sel] = named[f"white_matter_{side}"]
-        out[(tract == 2) & sel] = named[f"corticospinal_{side}"]
-        out[(tract == 3) & sel] = named[f"cingulum_{side}"]
-    out[tract == 1] = named["corpus_callosum"]
-    out[tissue == CSF] = named["ventricles"]
-    out[phantom.roi > 0] = named["effect_region"]
-    return out
-
-
-def _write_transform(path: Path, subj: SynthSubject) -> Path:
-    """The subject's true geometry: its head movement and the affine from the average brain."""
-    moved = subj.misalignment if subj.misalignment is not None else np.eye(4)
-    angle = float(np.degrees(np.arccos(np.clip((np.trace(moved[:3, :3]) - 1.0) / 2.0, -1.0, 1.0))))
-    record = {
-        "space": "world RAS mm, as nibabel reads the affine; matrices map points [x, y, z, 1]",
-        "misalignment": {
-            "matrix": moved.tolist(),
-            "rotation_deg": angle,
-            "shift_mm": moved[:3, 3].tolist(),
-            "meaning": "a point x of the unmoved head lies at matrix @ x in this subject's images",
-        },
-        "template_to_subject": {
-            "matrix": subj.template_to_subject.tolist(),
-            "meaning": "a point x of template_fa.nii.gz / atlas.nii.gz (the average brain) lies at matrix @ x "
-            "in this subject's images: the brain's shift and size, then the misalignment (the small "
-            "non-affine shape differences are left out)",
-        },
-        "brain_shift_voxels": list(subj.phantom.shift),
-        "brain_scale": subj.phantom.scale,
-    }
-    return write_json_atomic(record, path)
-
-
-def _readme(params: dict) -> str:
-    text = """Synthetic HCP-like diffusion dataset written by `hcp-cam synth` (hcp_cam.synth).
-
-<subject>_fa.nii.gz   true, noise-free fractional anisotropy (float32) on the DWI grid.
-<subject>_roi.nii.gz  the age-effect region (uint8, 1 inside), written for every subject.
-synth.json            parameters, seed, tissue diffusivities (mm^2/s), each subject's RD increase.
-
-Old subjects have radial diffusivity times (1 + effect_size * a) in the region (a ~ N(1, 0.2)
-clipped to [0.5, 1.5]), so their FA is lower there; young subjects have no effect. Tensors are
-cylindrical (axial, radial, radial). bvecs follow FSL (image axes; x flipped only for a
-positive-determinant affine). The same parameters and seed give identical files.
-"""
-    if params.get("age_effect") == "graded":
-        text += (
-            "\nGraded mode (age_effect = graded): ages spread over age_range, and every subject has the\n"
-            "effect scaled by its place in that range, RD times (1 + effect_size * a * (age - low) / (high - low)):\n"
-            "FA in the region falls steadily with age. participants.csv has no group column.\n"
-        )
-    text += "\nParameters:\n"
-    extra = ""
-    if params.get("misalign") or params.get("atlas"):
-        extra = """
-<subject>_transform.json  the true geometry of each subject (world RAS mm): "misalignment", the rigid
-                      movement of the head inside its grid (with misalign on), and "template_to_subject",
-                      the affine from the average brain to the subject (shift, size, then movement).
-"""
-    if params.get("atlas"):
-        extra += """template_fa.nii.gz    noise-free FA of the average, unmoved brain (a reference FA template).
-atlas.nii.gz          its labels (uint8); atlas_labels.csv the index,name table (effect_region = 1).
-"""
-    return text + "".join(f"  {k} = {v}\n" for k, v in params.items()) + extra
