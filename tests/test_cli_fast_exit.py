@@ -49,13 +49,12 @@ def test_fa_on_one_dwi_skips_the_teardown_and_keeps_its_outputs(tmp_path):
 
 
 def test_errors_and_dataset_mode_exit_the_ordinary_way(tmp_path):
-    f = write_dwi(tmp_path / "in", n_per_shell=6, shape=(6, 7, 5))
     missing = tmp_path / "nope.nii.gz"
     proc = _program("fa", str(missing), "--out", str(tmp_path / "fa.nii.gz"), "--device", "cpu")
     assert proc.returncode == 2 and "nope.nii.gz" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout.strip() == "TEARDOWN"
     data = tmp_path / "data" / "100206" / "T1w" / "Diffusion"
-    write_dwi(data, stem=None, n_per_shell=6, shape=(6, 7, 5))
+    d = write_dwi(data, stem=None, n_per_shell=6, shape=(6, 7, 5))
     cache = tmp_path / "cache"
     argv = [
         "fa",
@@ -71,4 +70,4 @@ def test_errors_and_dataset_mode_exit_the_ordinary_way(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.splitlines() == [f"1 FA maps in {cache}", "TEARDOWN"]
     assert (cache / "100206" / "dwi_fa.nii.gz").is_file()
-    assert Path(f.dwi).is_file()
+    assert Path(d.dwi).is_file()  # the dataset's input is left where it was
